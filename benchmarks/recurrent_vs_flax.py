@@ -1,6 +1,9 @@
 """seqjax's LSTM and GRU against the same model built from Flax's own cells.
 
-  python benchmarks/recurrent_vs_flax.py --batch=32 --length=256 --width=256 --layers=1 --vocab=16 --steps=10
+  python benchmarks/recurrent_vs_flax.py --batch=32 --length=256 --width=256 --layers=1 --vocab=16 --steps=20
+
+`--model_args=scan_chunk=N` sets how many steps share one input-projection matmul
+(1: inside the step, like nn.RNN; >= length: fully hoisted).
 
 Both sides use seqjax's full training step (embedding, model, output layer,
 cross-entropy, backward, AdamW) on the same random tokens; only the backbone
@@ -60,7 +63,7 @@ def compiled_step(exp):
 def main(argv):
   del argv
   for name in ("lstm", "gru"):
-    section = step_time.model_section(name, F.width, F.layers, "")
+    section = step_time.model_section(name, F.width, F.layers, F.model_args)
     ours = step_time.experiment(section, F.length, F.vocab, F.batch)
     flax_model = SequenceModel(io=ours.task.io, width=F.width,
                                backbone=FlaxBackbone(name, F.width, F.layers))

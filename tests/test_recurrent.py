@@ -53,11 +53,12 @@ def reference(name, p, x_LxD, act="tanh"):
   return onp.stack(out)
 
 
+@pytest.mark.parametrize("scan_chunk", [1, 3, 8])  # length 7: all chunks, mixed, tail only
 @pytest.mark.parametrize("name, act", [("lstm", "tanh"), ("gru", "tanh"),
                                        ("rnn", "tanh"), ("rnn", "relu")])
-def test_cell_matches_numpy_reference(name, act):
+def test_cell_matches_numpy_reference(name, act, scan_chunk):
   cfg = models.MODELS[name](width=6, **({"activation": act} if name == "rnn" else {}))
-  layer = recurrent.RecurrentLayer(6, cfg.cell())
+  layer = recurrent.RecurrentLayer(6, cfg.cell(), scan_chunk=scan_chunk)
   x = jax.random.normal(jax.random.key(0), (2, 7, 4))
   params = layer.init(jax.random.key(1), x)["params"]
   # Non-zero biases, so that every bias term is exercised.
@@ -67,6 +68,25 @@ def test_cell_matches_numpy_reference(name, act):
   for b in range(2):
     want = reference(name, params, x[b], act)
     onp.testing.assert_allclose(got[b], want, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("length", [1, 7, 16])
+def test_chunked_scan_equals_one_scan_over_the_projected_inputs(length, reverse):
+  cell = models.MODELS["lstm"]().cell()
+  k = jax.random.split(jax.random.key(0), 3)
+  params = {"w_rec": 0.3 * jax.random.normal(k[0], (5, 20))}
+  w_in = 0.3 * jax.random.normal(k[1], (3, 20))
+  x_LxBxD = jax.random.normal(k[2], (length, 2, 3))
+  step = lambda c, xw: cell.step(params, c, xw)
+  carry = cell.init_carry(2, 5, jnp.float32)
+  want_carry, want = jax.lax.scan(step, carry, x_LxBxD @ w_in, reverse=reverse)
+  for chunk in (1, 2, 3, 8, 40):
+    got_carry, got = recurrent.chunked_scan(step, carry, x_LxBxD, lambda x: x @ w_in,
+                                            chunk, reverse)
+    onp.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
+    for g, w in zip(got_carry, want_carry):
+      onp.testing.assert_allclose(g, w, rtol=1e-6, atol=1e-7)
 
 
 def test_lstm_forget_bias_and_orthogonal_init():

@@ -1,8 +1,18 @@
 """Recurrent backbones: a cell written from its equations, plus `lax.scan`.
 
-Every cell is "parameters + a step function": the input projection of all time
-steps is one matmul hoisted out of the scan (xw = x W + b), and only the
-recurrent matmul runs inside it, so compile time does not grow with length.
+Every cell is "parameters + a step function" fed by `lax.scan`, so compile time
+does not grow with length. Two layout choices change speed, never results
+(measured on XLA's CPU backend in docs/benchmarks.md):
+- `scan_chunk`: the input projection xw = x W + b is computed for that many time
+  steps at a time (one matmul per chunk; an outer scan over chunks, an inner one
+  over steps). 1 (the default) projects inside the step, as flax.linen.RNN does;
+  >= L hoists the whole projection out of the scan, as cuDNN does. On the CPU
+  full hoisting is the slowest choice: a [L, B, G*H] buffer is written, then read
+  back one step at a time, in both passes.
+- W and U enter the scan as G column blocks (one per gate) and are concatenated
+  inside the step. XLA hoists the concatenation out of the forward loop, and the
+  backward loop accumulates the weight gradients in G blocks of [D, H] instead
+  of one [D, G*H] buffer, which XLA:CPU does markedly faster.
 The state has the dtype of the recurrent update (float32 when `w_rec` is float32,
 also under bfloat16 compute; see seqjax.precision).
 
@@ -93,6 +103,42 @@ def _zeros(batch, width, dtype):
   return jnp.zeros((batch, width), dtype)
 
 
+def chunked_scan(step, carry, x_LxBxD, project, chunk: int, reverse: bool = False):
+  """`lax.scan(step, carry, project(x))`, projecting `chunk` steps at a time.
+
+  `project` maps [..., D] -> [..., G] and is called inside the scan; with
+  chunk > 1 the first L - L % chunk steps run as an outer scan over chunks and
+  the last L % chunk steps as one more short chunk (with `reverse`, in the
+  opposite order). Returns (carry, h [L, B, H]).
+  """
+  if chunk == 1:
+    return jax.lax.scan(lambda c, x_BxD: step(c, project(x_BxD)), carry, x_LxBxD,
+                        reverse=reverse)
+  length = x_LxBxD.shape[0]
+  head = length - length % chunk
+
+  def run_chunk(carry, x_TxBxD):
+    return jax.lax.scan(step, carry, project(x_TxBxD), reverse=reverse)
+
+  def run_head(carry):
+    x_NxTxBxD = x_LxBxD[:head].reshape(head // chunk, chunk, *x_LxBxD.shape[1:])
+    carry, h_NxTxBxH = jax.lax.scan(run_chunk, carry, x_NxTxBxD, reverse=reverse)
+    return carry, h_NxTxBxH.reshape(head, *h_NxTxBxH.shape[2:])
+
+  parts = [run_head, lambda c: run_chunk(c, x_LxBxD[head:])]
+  if not head:
+    parts = parts[1:]
+  elif head == length:
+    parts = parts[:1]
+  outputs = []
+  for part in reversed(parts) if reverse else parts:
+    carry, h = part(carry)
+    outputs.append(h)
+  if reverse:
+    outputs.reverse()
+  return carry, outputs[0] if len(outputs) == 1 else jnp.concatenate(outputs)
+
+
 class RecurrentLayer(nn.Module):
   """One recurrent layer: x [B, L, D] -> h [B, L, H], by `lax.scan` over time.
 
@@ -101,11 +147,14 @@ class RecurrentLayer(nn.Module):
   from the last position to the first (the backward half of a bidirectional
   layer). With `remat=True` the step is recomputed in the backward pass
   (`jax.checkpoint`): only the carries are stored between the passes.
+  `scan_chunk` sets how many steps share one input-projection matmul (see the
+  module docstring); it changes speed only, never the result.
   """
   width: int
   cell: Cell
   reverse: bool = False
   remat: bool = False
+  scan_chunk: int = 1
   return_carry: bool = False  # return (final carry, h) instead of h
 
   @nn.compact
@@ -123,16 +172,24 @@ class RecurrentLayer(nn.Module):
     if cell.rec_bias:
       params["b_rec"] = self.param("b_rec", nn.initializers.zeros,
                                    (cell.gates * h,))
-    xw_LxBxG = jnp.einsum("bld,dg->lbg", x_BxLxD, w_in) + bias[None, None]
-    dtype = jnp.result_type(xw_LxBxG, params["w_rec"])
+    dtype = jnp.result_type(x_BxLxD, w_in, bias, params["w_rec"])
     carry = cell.init_carry(x_BxLxD.shape[0], h, dtype)
     if decode:  # continue from the state carried in the "cache" collection
       cache = self.variable("cache", "carry", lambda: carry)
       carry = cache.value
-    step = lambda c, xw: cell.step(params, c, xw)
+    # Per-gate column blocks, joined inside the scan (see the module docstring).
+    blocks = {k: jnp.split(v, cell.gates, -1) if v.ndim == 2 else v
+              for k, v in {**params, "w_in": w_in}.items()}
+    join = lambda: {k: jnp.concatenate(v, -1) if isinstance(v, list) else v
+                    for k, v in blocks.items()}
+    step = lambda c, xw: cell.step(join(), c, xw)
     if self.remat:
       step = jax.checkpoint(step)
-    carry, h_LxBxH = jax.lax.scan(step, carry, xw_LxBxG, reverse=self.reverse)
+    def project(x_xD):
+      xw = jnp.einsum("...d,dg->...g", x_xD, join()["w_in"])
+      return xw + bias.reshape((1,) * (xw.ndim - 1) + (-1,))
+    carry, h_LxBxH = chunked_scan(step, carry, jnp.swapaxes(x_BxLxD, 0, 1),
+                                  project, self.scan_chunk, self.reverse)
     if decode and not self.is_initializing():
       cache.value = carry
     h_BxLxH = jnp.swapaxes(h_LxBxH, 0, 1)
@@ -149,9 +206,11 @@ class RecurrentConfig:
   layer_norm: bool = False      # layer norm on each layer's input but the first
   bidirectional: bool = False   # a forward and a backward scan (encoders only)
   remat: bool = False           # recompute each step in the backward pass
+  scan_chunk: int = 1           # steps per input-projection matmul (speed only)
 
   def __post_init__(self):
-    configs.check_positive("model", width=self.width, num_layers=self.num_layers)
+    configs.check_positive("model", width=self.width, num_layers=self.num_layers,
+                           scan_chunk=self.scan_chunk)
     if not 0 <= self.dropout < 1:
       raise ConfigError(f"model.dropout must be in [0, 1), got {self.dropout!r}.")
 
@@ -217,10 +276,11 @@ class RecurrentStack(nn.Module):
         inputs = nn.Dropout(cfg.dropout, deterministic=not train)(inputs)
         if cfg.layer_norm:
           inputs = nn.LayerNorm(name=f"norm_{i}")(inputs)
-      y = RecurrentLayer(cfg.width, cell, remat=cfg.remat, name=f"layer_{i}")(
-          inputs, decode)
+      y = RecurrentLayer(cfg.width, cell, remat=cfg.remat,
+                         scan_chunk=cfg.scan_chunk, name=f"layer_{i}")(inputs, decode)
       if cfg.bidirectional:
         backward = RecurrentLayer(cfg.width, cell, reverse=True, remat=cfg.remat,
+                                  scan_chunk=cfg.scan_chunk,
                                   name=f"layer_{i}_backward")(inputs)
         y = nn.Dense(cfg.width, name=f"merge_{i}")(
             jnp.concatenate([y, backward], axis=-1))
