@@ -16,17 +16,13 @@ torch is installed (it is never a dependency of seqjax). Prints one JSON line.
 
 import dataclasses
 import json
-import statistics
-import time
 
 from absl import app
 from absl import flags
 import flax.linen as nn
-import jax
 import jax.numpy as jnp
 
 from benchmarks import step_time
-from seqjax import train
 from seqjax.models import positional
 from seqjax.models.common import SequenceModel
 from seqjax.models.transformer import Mlp
@@ -91,39 +87,6 @@ def torch_step(batch, length, width, layers, vocab):
   return step
 
 
-def jax_step(exp: train.Experiment):
-  """seqjax's compiled train step of `exp` as a callable that blocks."""
-  state = train.init_state(exp)
-  batch = train.make_batch_fn(exp, train.TRAIN)(0)
-  t0 = time.perf_counter()
-  compiled = train.make_train_step(exp).lower(state, batch).compile()
-  info = dict(compile_s=time.perf_counter() - t0,
-              num_params=train.num_params(state.params))
-  box = [state]
-
-  def step():
-    box[0], metrics = compiled(box[0], batch)
-    jax.block_until_ready((box[0], metrics))
-
-  step()
-  step.info = info
-  return step
-
-
-def interleaved(steps_by_name: dict, steps: int) -> dict:
-  """Times the steps one each in turn, so a change in the load of a shared
-  machine hits all of them alike; median and min per step, in ms."""
-  times = {name: [] for name in steps_by_name}
-  for _ in range(steps):
-    for name, step in steps_by_name.items():
-      t0 = time.perf_counter()
-      step()
-      times[name].append(time.perf_counter() - t0)
-  return {name: dict(step_time_ms=1e3 * statistics.median(t),
-                     min_step_time_ms=1e3 * min(t), **steps_by_name[name].info)
-          for name, t in times.items()}
-
-
 def main(argv):
   del argv
   b, l, d, n, v = FLAGS.batch, FLAGS.length, FLAGS.width, FLAGS.layers, FLAGS.vocab
@@ -135,14 +98,14 @@ def main(argv):
                              backbone=FlaxAttentionBackbone(d, n))
   theirs = dataclasses.replace(ours, model=flax_model)
   result = dict(batch=b, length=l, width=d, layers=n, heads=d // 64)
-  steps = {"seqjax": jax_step(ours), "flax_mha": jax_step(theirs)}
+  steps = {"seqjax": step_time.jax_step(ours), "flax_mha": step_time.jax_step(theirs)}
   if _TORCH.value:
     step = torch_step(b, l, d, n, v)
     if step is None:
       result["torch"] = "torch not installed: skipped"
     else:
       steps["torch"] = step
-  result.update(interleaved(steps, FLAGS.steps))
+  result.update(step_time.interleaved(steps, FLAGS.steps))
   for name in ("flax_mha", "torch"):
     if isinstance(result.get(name), dict):
       result[f"{name}_over_seqjax"] = (result[name]["step_time_ms"]

@@ -1,37 +1,34 @@
 """seqjax's LSTM and GRU against the same model built from Flax's own cells.
 
-  python benchmarks/recurrent_vs_flax.py --batch=32 --length=256 --width=256 --layers=1 --vocab=16 --steps=20
-
-`--model_args=scan_chunk=N` sets how many steps share one input-projection matmul
-(1: inside the step, like nn.RNN; >= length: fully hoisted).
+  python -m benchmarks.recurrent_vs_flax --batch=32 --length=256 --width=256 \
+      --layers=1 --vocab=16 --steps=20 [--model_args=scan_chunk=N] [--torch]
 
 Both sides use seqjax's full training step (embedding, model, output layer,
 cross-entropy, backward, AdamW) on the same random tokens; only the backbone
-differs: ours (recurrent.py: hoisted input projection + lax.scan) or
-`nn.RNN(nn.OptimizedLSTMCell)` / `nn.RNN(nn.GRUCell)`. Steps are interleaved
-(ours, Flax, ours, ...) so that load on a shared machine hits both alike. Prints
-one JSON line per model with the medians and the ratio Flax / ours (> 1: ours
-is faster).
+differs: ours (seqjax/models/recurrent.py) or `nn.RNN(nn.OptimizedLSTMCell)` /
+`nn.RNN(nn.GRUCell)`. `--model_args=scan_chunk=N` projects the inputs of N steps
+per matmul (1, the default: inside the step, like nn.RNN; >= length: fully
+hoisted). With --torch, PyTorch's `nn.LSTM` / `nn.GRU` (oneDNN kernels on the
+CPU) with the same embedding, head, loss, clipping and AdamW is timed too, if
+torch is installed (it is never a dependency of seqjax). Steps are interleaved
+(ours, Flax, torch, ours, ...) so that load on a shared machine hits all alike.
+Prints one JSON line per model with the medians and the ratios other / ours
+(> 1: ours is faster).
 """
 
 import dataclasses
 import json
-import statistics
-import sys
-import time
 
 from absl import app
 from absl import flags
 import flax.linen as nn
 import jax
 
-from seqjax import train
+from benchmarks import step_time
 from seqjax.models.common import SequenceModel
 
-sys.path.insert(0, __file__.rsplit("/", 1)[0])
-import step_time  # pylint: disable=g-import-not-at-top,wrong-import-position
-
 F = flags.FLAGS  # step_time's flags: --batch --length --width --layers --vocab --steps
+_TORCH = flags.DEFINE_bool("torch", False, "Also time PyTorch, if installed.")
 
 FLAX_CELLS = {"lstm": nn.OptimizedLSTMCell, "gru": nn.GRUCell}
 
@@ -50,14 +47,35 @@ class FlaxBackbone(nn.Module):
     return x_BxLxD
 
 
-def compiled_step(exp):
-  state = train.init_state(exp)
-  step = train.make_train_step(exp)
-  batch = train.make_batch_fn(exp, train.TRAIN)(0)
-  compiled = step.lower(state, batch).compile()
-  state, _ = compiled(state, batch)
-  jax.block_until_ready(state)
-  return compiled, state, batch
+def torch_step(name, batch, length, width, layers, vocab):
+  """One training step of PyTorch's nn.LSTM / nn.GRU language model, AdamW after
+  clipping, as a callable; None if torch is not installed."""
+  try:
+    import torch  # pylint: disable=import-outside-toplevel
+  except ImportError:
+    return None
+  torch.manual_seed(0)
+  rnn = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[name]
+  model = torch.nn.ModuleDict(dict(
+      embed=torch.nn.Embedding(vocab, width),
+      rnn=rnn(width, width, layers, batch_first=True),
+      head=torch.nn.Linear(width, vocab)))
+  opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+  tokens = torch.randint(0, vocab, (batch, length + 1))
+
+  def step():
+    opt.zero_grad()
+    h, _ = model["rnn"](model["embed"](tokens[:, :-1]))
+    loss = torch.nn.functional.cross_entropy(
+        model["head"](h).reshape(-1, vocab), tokens[:, 1:].reshape(-1))
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    opt.step()
+
+  step()
+  step.info = dict(torch_version=torch.__version__, threads=torch.get_num_threads(),
+                   num_params=sum(p.numel() for p in model.parameters()))
+  return step
 
 
 def main(argv):
@@ -68,25 +86,22 @@ def main(argv):
     flax_model = SequenceModel(io=ours.task.io, width=F.width,
                                backbone=FlaxBackbone(name, F.width, F.layers))
     theirs = dataclasses.replace(ours, model=flax_model)
-    runs = {label: compiled_step(exp) for label, exp in
-            (("seqjax", ours), ("flax", theirs))}
-    times = {label: [] for label in runs}
-    for _ in range(F.steps):
-      for label, (compiled, state, batch) in runs.items():
-        t0 = time.perf_counter()
-        state, metrics = compiled(state, batch)
-        jax.block_until_ready((state, metrics))
-        times[label].append(time.perf_counter() - t0)
-        runs[label] = (compiled, state, batch)
-    median = {k: 1e3 * statistics.median(v) for k, v in times.items()}
-    print(json.dumps(dict(
-        model=name, seqjax_ms=median["seqjax"], flax_ms=median["flax"],
-        flax_over_seqjax=median["flax"] / median["seqjax"],
-        seqjax_min_ms=1e3 * min(times["seqjax"]), flax_min_ms=1e3 * min(times["flax"]),
-        params_seqjax=train.num_params(runs["seqjax"][1].params),
-        params_flax=train.num_params(runs["flax"][1].params),
-        batch=F.batch, length=F.length, width=F.width, layers=F.layers,
-        steps=F.steps, device=jax.devices()[0].device_kind)))
+    steps = {"seqjax": step_time.jax_step(ours), "flax": step_time.jax_step(theirs)}
+    result = dict(model=name, batch=F.batch, length=F.length, width=F.width,
+                  layers=F.layers, model_args=F.model_args, steps=F.steps,
+                  device=jax.devices()[0].device_kind)
+    if _TORCH.value:
+      step = torch_step(name, F.batch, F.length, F.width, F.layers, F.vocab)
+      if step is None:
+        result["torch"] = "torch not installed: skipped"
+      else:
+        steps["torch"] = step
+    result.update(step_time.interleaved(steps, F.steps))
+    for other in ("flax", "torch"):
+      if isinstance(result.get(other), dict):
+        result[f"{other}_over_seqjax"] = (result[other]["step_time_ms"]
+                                          / result["seqjax"]["step_time_ms"])
+    print(json.dumps(result))
 
 
 if __name__ == "__main__":

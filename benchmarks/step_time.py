@@ -116,6 +116,39 @@ def time_steps(exp: train.Experiment, steps: int) -> dict:
   )
 
 
+def jax_step(exp: train.Experiment):
+  """seqjax's compiled train step of `exp` as a callable that blocks."""
+  state = train.init_state(exp)
+  batch = train.make_batch_fn(exp, train.TRAIN)(0)
+  t0 = time.perf_counter()
+  compiled = train.make_train_step(exp).lower(state, batch).compile()
+  info = dict(compile_s=time.perf_counter() - t0,
+              num_params=train.num_params(state.params))
+  box = [state]
+
+  def step():
+    box[0], metrics = compiled(box[0], batch)
+    jax.block_until_ready((box[0], metrics))
+
+  step()
+  step.info = info
+  return step
+
+
+def interleaved(steps_by_name: dict, steps: int) -> dict:
+  """Times the steps one each in turn, so a change in the load of a shared
+  machine hits all of them alike; median and min per step, in ms."""
+  times = {name: [] for name in steps_by_name}
+  for _ in range(steps):
+    for name, step in steps_by_name.items():
+      t0 = time.perf_counter()
+      step()
+      times[name].append(time.perf_counter() - t0)
+  return {name: dict(step_time_ms=1e3 * statistics.median(t),
+                     min_step_time_ms=1e3 * min(t), **steps_by_name[name].info)
+          for name, t in times.items()}
+
+
 def main(argv):
   del argv
   model_cfg = model_section(_MODEL.value, _WIDTH.value, _LAYERS.value,

@@ -89,6 +89,31 @@ def test_blockwise_equals_xla_values_and_gradients(length, block_size):
     onp.testing.assert_allclose(g_blockwise, g_xla, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("length,size,causal,padding,alibi", CASES)
+def test_xla_equals_jax_dot_product_attention(length, size, causal, padding, alibi):
+  """Our `xla` path against jax.nn.dot_product_attention(implementation="xla"),
+  values and gradients (no fully padded row: jax gives those the mean of v)."""
+  q, k, v = qkv(length, size, heads=3, dim=8, seed=size)
+  key_mask = onp.ones((2, size), bool)
+  if padding:
+    key_mask[0, size - 3:] = False
+  slopes = positional.alibi_slopes(3) if alibi else None
+  pos_q, pos_k = jnp.arange(length), jnp.arange(size)
+  mask = dict(q_pos_L=pos_q, k_pos_S=pos_k, key_mask_BxS=jnp.asarray(key_mask),
+              causal=causal, alibi_slopes_H=slopes)
+  ours = lambda q, k, v: attention.attention(q, k, v, impl="xla", **mask)
+  def theirs(q, k, v):
+    bias = (None if slopes is None
+            else positional.alibi_bias(slopes, pos_q, pos_k))
+    return jax.nn.dot_product_attention(
+        q, k, v, bias=bias, mask=attention.visible(pos_q, pos_k, mask["key_mask_BxS"], causal),
+        implementation="xla")
+  onp.testing.assert_allclose(ours(q, k, v), theirs(q, k, v), rtol=1e-5, atol=1e-6)
+  loss = lambda f: jax.grad(lambda *a: jnp.sum(jnp.sin(f(*a))), argnums=(0, 1, 2))
+  for g_ours, g_theirs in zip(loss(ours)(q, k, v), loss(theirs)(q, k, v)):
+    onp.testing.assert_allclose(g_ours, g_theirs, rtol=1e-5, atol=1e-6)
+
+
 @pytest.mark.parametrize("impl", ["xla", "blockwise"])
 def test_fully_padded_rows_give_zero_and_no_nan(impl):
   q, k, v = qkv(4, 6)

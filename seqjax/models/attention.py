@@ -5,10 +5,15 @@
 Three implementations, chosen by `config.model.attention_impl`, compute the same
 function (tested against each other and against a NumPy reference):
 
-  xla        `jax.nn.dot_product_attention(implementation="xla")`: the [L, S]
-             score matrix is materialised; memory quadratic in length.
-  cudnn      the same call with `implementation="cudnn"`: the fused flash-attention
-             kernel of cuDNN (Dao et al. 2022); GPU only.
+  xla        the dense computation compiled by XLA: scores [B, H, L, S] by one
+             einsum, masked softmax, one einsum with the values; memory quadratic
+             in length. It is the computation of
+             `jax.nn.dot_product_attention(implementation="xla")` and is tested
+             against it, written out because that function's grouped-query vmap
+             makes the attention ~30% slower forward and backward on XLA:CPU
+             (measured; docs/benchmarks.md).
+  cudnn      `jax.nn.dot_product_attention(implementation="cudnn")`: the fused
+             flash-attention kernel of cuDNN (Dao et al. 2022); GPU only.
   blockwise  plain JAX, memory linear in length (Rabe & Staats 2021, "Self-attention
              Does Not Need O(n^2) Memory"): queries in blocks (`lax.map`), keys in
              blocks (`lax.scan`) with an online softmax carrying the running max,
@@ -77,8 +82,10 @@ def explicit_attention(q_BxLxHxK, k_BxSxHxK, v_BxSxHxK, **mask):
 
 def dense_attention(q_BxLxHxK, k_BxSxHxK, v_BxSxHxK, q_pos_L, k_pos_S,
                     key_mask_BxS=None, causal=False, alibi_slopes_H=None,
-                    implementation="xla"):
-  """`jax.nn.dot_product_attention` with our masks; `implementation` xla or cudnn."""
+                    implementation="cudnn"):
+  """`jax.nn.dot_product_attention` with our masks; `implementation` cudnn or xla
+  (the `xla` implementation of this module is `explicit_attention`; jax's xla
+  path serves as its reference in the tests)."""
   ok = visible(q_pos_L, k_pos_S, key_mask_BxS, causal)
   bias = scores_bias(q_pos_L, k_pos_S, alibi_slopes_H)
   if bias is not None:
@@ -189,6 +196,8 @@ def attention(q_BxLxHxK, k_BxSxHxK, v_BxSxHxK, *, impl: str = "xla",
   if impl == "blockwise":
     return blockwise_attention(q_BxLxHxK, k_BxSxHxK, v_BxSxHxK,
                                block_size=block_size, **mask)
+  if impl == "xla":
+    return explicit_attention(q_BxLxHxK, k_BxSxHxK, v_BxSxHxK, **mask)[0]
   return dense_attention(q_BxLxHxK, k_BxSxHxK, v_BxSxHxK, implementation=impl,
                          **mask)
 
