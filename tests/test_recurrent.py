@@ -155,6 +155,22 @@ def test_bidirectional_sees_the_future_and_is_refused_for_lm():
   assert onp.all(g[5:] > 0.0)  # the check above can fail
 
 
+def test_scan_chunk_changes_speed_not_results():
+  encoder_io = dataclasses.replace(IO, kind="classify")
+  tokens = jax.random.randint(jax.random.key(0), (2, IO.length), 0, 5)
+  outs = []
+  for chunk in (1, 4, 9, 64):  # length 9: all chunks, chunks + a tail, hoisted
+    cfg = models.MODELS["lstm"](width=8, num_layers=2, bidirectional=True,
+                                scan_chunk=chunk)
+    model = cfg.build(encoder_io)
+    params = model.init(jax.random.key(1), tokens)["params"]
+    outs.append(model.apply({"params": params}, tokens))
+  for out in outs[1:]:
+    onp.testing.assert_allclose(out, outs[0], rtol=1e-5, atol=1e-6)
+  with pytest.raises(ConfigError, match="scan_chunk must be positive, got 0"):
+    models.MODELS["gru"](scan_chunk=0)
+
+
 def test_remat_gives_the_same_gradients():
   model, params, tokens = build("lstm")
   remat, _, _ = build("lstm", remat=True)

@@ -1,0 +1,55 @@
+"""The benchmark scripts run at tiny sizes and print what docs/benchmarks.md
+reads from them (speed itself is never asserted in tests)."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = ["--batch=2", "--length=8", "--steps=1"]
+
+
+def run(module, *flags):
+  out = subprocess.run([sys.executable, "-m", module, *flags], cwd=ROOT,
+                       capture_output=True, text=True, timeout=300, check=True)
+  return [json.loads(line) for line in out.stdout.splitlines()
+          if line.startswith("{")]
+
+
+def test_step_time():
+  (row,) = run("benchmarks.step_time", "--model=gru", "--width=8", "--vocab=5",
+               "--model_args=scan_chunk=3", *TINY)
+  assert row["model"] == "gru" and row["model_args"] == "scan_chunk=3"
+  assert row["step_time_ms"] > 0 and row["num_params"] > 0
+
+
+def test_recurrent_vs_flax():
+  rows = run("benchmarks.recurrent_vs_flax", "--width=8", "--vocab=5", *TINY)
+  assert [r["model"] for r in rows] == ["lstm", "gru"]
+  for row in rows:
+    assert row["flax_over_seqjax"] > 0
+    assert row["seqjax"]["num_params"] > 0 and row["flax"]["num_params"] > 0
+
+
+def test_attention_vs_flax():
+  (row,) = run("benchmarks.attention_vs_flax", "--width=64", "--layers=1",
+               "--vocab=5", *TINY)
+  assert row["seqjax"]["num_params"] == row["flax_mha"]["num_params"]
+  assert row["flax_mha_over_seqjax"] > 0
+
+
+def test_attention_core_agrees_with_jax():
+  (row,) = run("benchmarks.attention_core", "--heads=2", "--dim=4", *TINY)
+  assert row["seqjax_xla"]["max_abs_diff_from_jax"] < 1e-5
+  assert row["seqjax_blockwise"]["max_abs_diff_from_jax"] < 1e-5
+
+
+@pytest.mark.parametrize("length", [8, 11])
+def test_recurrent_layouts_agree(length):
+  (row,) = run("benchmarks.recurrent_layouts", "--batch=2", f"--length={length}",
+               "--width=8", "--steps=1")
+  for name in ("seqjax_scan_chunk_8", "one_weight_in_step", "one_weight_hoisted"):
+    assert row[name]["max_grad_diff"] < 1e-4, name
