@@ -68,23 +68,15 @@ def torch_step(batch, length, width, layers, vocab):
                                           norm=torch.nn.LayerNorm(width),
                                           enable_nested_tensor=False),
       head=torch.nn.Linear(width, vocab)))
-  opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
   mask = torch.nn.Transformer.generate_square_subsequent_mask(length)
   tokens = torch.randint(0, vocab, (batch, length + 1))
 
-  def step():
-    opt.zero_grad()
+  def loss():
     h = model["encoder"](model["embed"](tokens[:, :-1]), mask=mask, is_causal=True)
-    loss = torch.nn.functional.cross_entropy(
+    return torch.nn.functional.cross_entropy(
         model["head"](h).reshape(-1, vocab), tokens[:, 1:].reshape(-1))
-    loss.backward()
-    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-    opt.step()
 
-  step()
-  step.info = dict(torch_version=torch.__version__, threads=torch.get_num_threads(),
-                   num_params=sum(p.numel() for p in model.parameters()))
-  return step
+  return step_time.torch_train_step(model, loss)
 
 
 def main(argv):
@@ -97,19 +89,10 @@ def main(argv):
   flax_model = SequenceModel(io=ours.task.io, width=d,
                              backbone=FlaxAttentionBackbone(d, n))
   theirs = dataclasses.replace(ours, model=flax_model)
-  result = dict(batch=b, length=l, width=d, layers=n, heads=d // 64)
-  steps = {"seqjax": step_time.jax_step(ours), "flax_mha": step_time.jax_step(theirs)}
-  if _TORCH.value:
-    step = torch_step(b, l, d, n, v)
-    if step is None:
-      result["torch"] = "torch not installed: skipped"
-    else:
-      steps["torch"] = step
-  result.update(step_time.interleaved(steps, FLAGS.steps))
-  for name in ("flax_mha", "torch"):
-    if isinstance(result.get(name), dict):
-      result[f"{name}_over_seqjax"] = (result[name]["step_time_ms"]
-                                       / result["seqjax"]["step_time_ms"])
+  torch = (lambda: torch_step(b, l, d, n, v)) if _TORCH.value else None
+  result = step_time.compare(
+      {"seqjax": step_time.jax_step(ours), "flax_mha": step_time.jax_step(theirs)},
+      torch, FLAGS.steps, batch=b, length=l, width=d, layers=n, heads=d // 64)
   print(json.dumps(result))
 
 

@@ -60,22 +60,14 @@ def torch_step(name, batch, length, width, layers, vocab):
       embed=torch.nn.Embedding(vocab, width),
       rnn=rnn(width, width, layers, batch_first=True),
       head=torch.nn.Linear(width, vocab)))
-  opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
   tokens = torch.randint(0, vocab, (batch, length + 1))
 
-  def step():
-    opt.zero_grad()
+  def loss():
     h, _ = model["rnn"](model["embed"](tokens[:, :-1]))
-    loss = torch.nn.functional.cross_entropy(
+    return torch.nn.functional.cross_entropy(
         model["head"](h).reshape(-1, vocab), tokens[:, 1:].reshape(-1))
-    loss.backward()
-    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-    opt.step()
 
-  step()
-  step.info = dict(torch_version=torch.__version__, threads=torch.get_num_threads(),
-                   num_params=sum(p.numel() for p in model.parameters()))
-  return step
+  return step_time.torch_train_step(model, loss)
 
 
 def main(argv):
@@ -86,21 +78,13 @@ def main(argv):
     flax_model = SequenceModel(io=ours.task.io, width=F.width,
                                backbone=FlaxBackbone(name, F.width, F.layers))
     theirs = dataclasses.replace(ours, model=flax_model)
-    steps = {"seqjax": step_time.jax_step(ours), "flax": step_time.jax_step(theirs)}
-    result = dict(model=name, batch=F.batch, length=F.length, width=F.width,
-                  layers=F.layers, model_args=F.model_args, steps=F.steps,
-                  device=jax.devices()[0].device_kind)
-    if _TORCH.value:
-      step = torch_step(name, F.batch, F.length, F.width, F.layers, F.vocab)
-      if step is None:
-        result["torch"] = "torch not installed: skipped"
-      else:
-        steps["torch"] = step
-    result.update(step_time.interleaved(steps, F.steps))
-    for other in ("flax", "torch"):
-      if isinstance(result.get(other), dict):
-        result[f"{other}_over_seqjax"] = (result[other]["step_time_ms"]
-                                          / result["seqjax"]["step_time_ms"])
+    torch = (lambda: torch_step(name, F.batch, F.length, F.width, F.layers, F.vocab)
+             ) if _TORCH.value else None
+    result = step_time.compare(
+        {"seqjax": step_time.jax_step(ours), "flax": step_time.jax_step(theirs)},
+        torch, F.steps, model=name, batch=F.batch, length=F.length, width=F.width,
+        layers=F.layers, model_args=F.model_args, steps=F.steps,
+        device=jax.devices()[0].device_kind)
     print(json.dumps(result))
 
 

@@ -149,6 +149,43 @@ def interleaved(steps_by_name: dict, steps: int) -> dict:
           for name, t in times.items()}
 
 
+def torch_train_step(model, loss_fn):
+  """A PyTorch training step, AdamW after global-norm clipping as in seqjax's
+  step, as a callable with an `info` dict; `loss_fn()` returns the loss."""
+  import torch  # pylint: disable=import-outside-toplevel
+  opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+
+  def step():
+    opt.zero_grad()
+    loss_fn().backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    opt.step()
+
+  step()
+  step.info = dict(torch_version=torch.__version__, threads=torch.get_num_threads(),
+                   num_params=sum(p.numel() for p in model.parameters()))
+  return step
+
+
+def compare(step_fns: dict, torch_step, num_steps: int, **result) -> dict:
+  """Times `step_fns` (name -> callable, "seqjax" among them) interleaved, plus
+  `torch_step()` when it is given (None: skipped) and returns a step (None:
+  torch not installed). Returns `result` with each one's times and its median
+  over seqjax's as `<name>_over_seqjax` (> 1: seqjax is faster)."""
+  if torch_step is not None:
+    step = torch_step()
+    if step is None:
+      result["torch"] = "torch not installed: skipped"
+    else:
+      step_fns["torch"] = step
+  result.update(interleaved(step_fns, num_steps))
+  for name in step_fns:
+    if name != "seqjax":
+      result[f"{name}_over_seqjax"] = (result[name]["step_time_ms"]
+                                       / result["seqjax"]["step_time_ms"])
+  return result
+
+
 def main(argv):
   del argv
   model_cfg = model_section(_MODEL.value, _WIDTH.value, _LAYERS.value,
