@@ -1,7 +1,10 @@
 """One LSTM layer, forward + backward, in the layouts that docs/benchmarks.md
 compares: seqjax's RecurrentLayer (per-gate weight blocks in the scan, input
 projection of `scan_chunk` steps per matmul) against the same equations with
-one [D, 4H] weight, projected inside the step or fully hoisted out of the scan.
+one [D, 4H] weight, projected inside the step or fully hoisted out of the scan,
+and seqjax's layer with a custom VJP for the recurrent matmul h U whose backward
+uses a U^T transposed once outside the scan (measured, not adopted: a custom VJP
+removes forward-mode differentiation, which diagnostics.state_jacobian_norms uses).
 
   python -m benchmarks.recurrent_layouts --batch=32 --length=256 --width=256 --steps=15
 
@@ -43,6 +46,49 @@ def one_weight(params, x_BxLxD, hoisted: bool):
   return jnp.swapaxes(h_LxBxH, 0, 1)
 
 
+@jax.custom_vjp
+def rec_matmul(h_BxH, u_Hx4H, ut_4HxH):
+  return h_BxH @ u_Hx4H
+
+
+def _rec_matmul_fwd(h_BxH, u_Hx4H, ut_4HxH):
+  return h_BxH @ u_Hx4H, (h_BxH, ut_4HxH)
+
+
+def _rec_matmul_bwd(residuals, dz_Bx4H):
+  h_BxH, ut_4HxH = residuals
+  return dz_Bx4H @ ut_4HxH, h_BxH.T @ dz_Bx4H, None
+
+
+rec_matmul.defvjp(_rec_matmul_fwd, _rec_matmul_bwd)
+
+
+def custom_vjp_step(params, carry, xw_Bx4H):
+  """recurrent.lstm_step with h U through `rec_matmul`."""
+  c_BxH, h_BxH = carry
+  z_Bx4H = xw_Bx4H + rec_matmul(h_BxH, params["w_rec"], params["w_rec_t"])
+  i, f, g, o = jnp.split(z_Bx4H, 4, axis=-1)
+  c_BxH = jax.nn.sigmoid(f) * c_BxH + jax.nn.sigmoid(i) * jnp.tanh(g)
+  h_BxH = jax.nn.sigmoid(o) * jnp.tanh(c_BxH)
+  return (c_BxH, h_BxH), h_BxH
+
+
+def custom_vjp_layer(params, x_BxLxD, chunk):
+  """seqjax's layout (per-gate blocks, chunked projection) with `rec_matmul`."""
+  blocks = {k: jnp.split(params[k], 4, -1) for k in ("w_in", "w_rec")}
+  join = lambda k: jnp.concatenate(blocks[k], -1)
+  w_rec_t = params["w_rec"].T
+  step = lambda c, xw: custom_vjp_step(
+      {"w_rec": join("w_rec"), "w_rec_t": w_rec_t}, c, xw)
+  def project(x_xD):
+    xw = jnp.einsum("...d,dg->...g", x_xD, join("w_in"))
+    return xw + params["bias"].reshape((1,) * (xw.ndim - 1) + (-1,))
+  zeros = jnp.zeros((x_BxLxD.shape[0], params["w_rec"].shape[0]), x_BxLxD.dtype)
+  _, h_LxBxH = recurrent.chunked_scan(step, (zeros, zeros),
+                                      jnp.swapaxes(x_BxLxD, 0, 1), project, chunk)
+  return jnp.swapaxes(h_LxBxH, 0, 1)
+
+
 def main(argv):
   del argv
   b, l, d = _BATCH.value, _LENGTH.value, _WIDTH.value
@@ -52,6 +98,9 @@ def main(argv):
   params = layers[1].init(jax.random.key(1), x)["params"]
   layouts = {f"seqjax_scan_chunk_{c}": (lambda p, x, m=m: m.apply({"params": p}, x))
              for c, m in layers.items()}
+  for c in (1, 8):
+    layouts[f"custom_vjp_scan_chunk_{c}"] = (
+        lambda p, x, c=c: custom_vjp_layer(p, x, c))
   layouts["one_weight_in_step"] = lambda p, x: one_weight(p, x, hoisted=False)
   layouts["one_weight_hoisted"] = lambda p, x: one_weight(p, x, hoisted=True)
   fns = {name: jax.jit(jax.grad(lambda p, x, f=f: jnp.sum(f(p, x) * g),

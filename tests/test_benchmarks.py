@@ -51,5 +51,6 @@ def test_attention_core_agrees_with_jax():
 def test_recurrent_layouts_agree(length):
   (row,) = run("benchmarks.recurrent_layouts", "--batch=2", f"--length={length}",
                "--width=8", "--steps=1")
-  for name in ("seqjax_scan_chunk_8", "one_weight_in_step", "one_weight_hoisted"):
+  for name in ("seqjax_scan_chunk_8", "custom_vjp_scan_chunk_1", "custom_vjp_scan_chunk_8",
+               "one_weight_in_step", "one_weight_hoisted"):
     assert row[name]["max_grad_diff"] < 1e-4, name
