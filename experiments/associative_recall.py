@@ -11,26 +11,22 @@ laptop CPU in well under a minute). Zoology's grid: (L, P) in (64, 4), (128, 8),
 import ml_collections
 
 from seqjax import configs
-from seqjax import models
-from seqjax import parallel
+from seqjax import experiment_config
 from seqjax import tasks
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   args = configs.parse_arg(arg, model="lstm", length=int, num_pairs=int,
                            vocab=int, quick=False)
-  config = ml_collections.ConfigDict()
-  config.task = tasks.task_config(
+  task = tasks.task_config(
       "associative_recall", length=args.length or (32 if args.quick else 64),
       num_pairs=args.num_pairs or (2 if args.quick else 4),
       vocab=args.vocab or (64 if args.quick else 8192))
-  config.model = models.model_config(args.model, width=128, num_layers=2)
-  config.train = configs.train_defaults()
-  config.mesh = parallel.mesh_defaults()
-  config.train.update(steps=20000, batch_size=64, learning_rate=1e-3,
-                      warmup_steps=500, eval_every=1000, checkpoint_every=1000)
-  if args.quick:
-    config.model.update(width=32, num_layers=1)
-    config.train.update(steps=400, batch_size=32, learning_rate=1e-2,
-                        warmup_steps=20, eval_every=200, checkpoint_every=200)
-  return config
+  return experiment_config.build(
+      task, args.model, args.quick,
+      model_settings=dict(width=128, num_layers=2),
+      quick_model=dict(width=32, num_layers=1),
+      train=dict(steps=20000, batch_size=64, learning_rate=1e-3,
+                 warmup_steps=500, eval_every=1000, checkpoint_every=1000),
+      quick_train=dict(steps=400, batch_size=32, learning_rate=1e-2,
+                       warmup_steps=20, eval_every=200, checkpoint_every=200))

@@ -10,25 +10,21 @@ finishes on a laptop CPU in well under a minute).
 import ml_collections
 
 from seqjax import configs
-from seqjax import models
-from seqjax import parallel
+from seqjax import experiment_config
 from seqjax import tasks
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   args = configs.parse_arg(arg, model="lstm", delay=int, quick=False)
-  config = ml_collections.ConfigDict()
   delay = args.delay or (10 if args.quick else 100)
-  config.task = tasks.task_config("copy_memory", delay=delay)
-  config.model = models.model_config(args.model, width=128)
-  config.train = configs.train_defaults()
-  config.mesh = parallel.mesh_defaults()
-  config.train.update(steps=4000, batch_size=64, learning_rate=3e-3,
-                      warmup_steps=200, eval_every=500, checkpoint_every=500)
+  task = tasks.task_config("copy_memory", delay=delay)
   if args.quick:
-    config.task.num_symbols = 5
-    config.model.width = 64
-    config.train.update(steps=2000, batch_size=32, learning_rate=1e-2,
-                        warmup_steps=50, log_every=50, eval_every=500,
-                        checkpoint_every=500)
-  return config
+    task.num_symbols = 5
+  return experiment_config.build(
+      task, args.model, args.quick,
+      model_settings=dict(width=128), quick_model=dict(width=64),
+      train=dict(steps=4000, batch_size=64, learning_rate=3e-3,
+                 warmup_steps=200, eval_every=500, checkpoint_every=500),
+      quick_train=dict(steps=2000, batch_size=32, learning_rate=1e-2,
+                       warmup_steps=50, log_every=50, eval_every=500,
+                       checkpoint_every=500))

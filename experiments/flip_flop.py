@@ -12,25 +12,20 @@ eval_sparse, test_dense, test_sparse.
 import ml_collections
 
 from seqjax import configs
-from seqjax import models
-from seqjax import parallel
+from seqjax import experiment_config
 from seqjax import tasks
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   args = configs.parse_arg(arg, model="lstm", num_instructions=int,
                            p_ignore=0.8, quick=False)
-  config = ml_collections.ConfigDict()
-  config.task = tasks.task_config(
+  task = tasks.task_config(
       "flip_flop", p_ignore=args.p_ignore,
       num_instructions=args.num_instructions or (16 if args.quick else 128))
-  config.model = models.model_config(args.model, width=128, num_layers=1)
-  config.train = configs.train_defaults()
-  config.mesh = parallel.mesh_defaults()
-  config.train.update(steps=10000, batch_size=64, learning_rate=1e-3,
-                      warmup_steps=500, eval_every=1000, checkpoint_every=1000)
-  if args.quick:
-    config.model.width = 32
-    config.train.update(steps=400, batch_size=32, learning_rate=1e-2,
-                        warmup_steps=20, eval_every=200, checkpoint_every=200)
-  return config
+  return experiment_config.build(
+      task, args.model, args.quick,
+      model_settings=dict(width=128, num_layers=1), quick_model=dict(width=32),
+      train=dict(steps=10000, batch_size=64, learning_rate=1e-3,
+                 warmup_steps=500, eval_every=1000, checkpoint_every=1000),
+      quick_train=dict(steps=400, batch_size=32, learning_rate=1e-2,
+                       warmup_steps=20, eval_every=200, checkpoint_every=200))

@@ -12,24 +12,21 @@ eval_len<N> and test_len<N>.
 import ml_collections
 
 from seqjax import configs
-from seqjax import models
-from seqjax import parallel
+from seqjax import experiment_config
 from seqjax import tasks
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   args = configs.parse_arg(arg, model="lstm", length=int, quick=False)
-  config = ml_collections.ConfigDict()
-  config.task = tasks.task_config(
+  task = tasks.task_config(
       "induction_heads", length=args.length or (32 if args.quick else 256))
-  config.model = models.model_config(args.model, width=64, num_layers=2)
-  config.train = configs.train_defaults()
-  config.mesh = parallel.mesh_defaults()
-  config.train.update(steps=20000, batch_size=64, learning_rate=1e-3,
-                      warmup_steps=500, eval_every=1000, checkpoint_every=1000)
   if args.quick:
-    config.task.eval_lengths = (64, 128)
-    config.model.update(width=32, num_layers=1)
-    config.train.update(steps=400, batch_size=32, learning_rate=1e-2,
-                        warmup_steps=20, eval_every=200, checkpoint_every=200)
-  return config
+    task.eval_lengths = (64, 128)
+  return experiment_config.build(
+      task, args.model, args.quick,
+      model_settings=dict(width=64, num_layers=2),
+      quick_model=dict(width=32, num_layers=1),
+      train=dict(steps=20000, batch_size=64, learning_rate=1e-3,
+                 warmup_steps=500, eval_every=1000, checkpoint_every=1000),
+      quick_train=dict(steps=400, batch_size=32, learning_rate=1e-2,
+                       warmup_steps=20, eval_every=200, checkpoint_every=200))

@@ -15,31 +15,27 @@ there instead of generating), quick (a run that finishes on a laptop CPU in well
 import ml_collections
 
 from seqjax import configs
-from seqjax import models
-from seqjax import parallel
+from seqjax import experiment_config
 from seqjax import tasks
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   args = configs.parse_arg(arg, model="lstm", max_length=int, min_length=int,
                            tsv_dir="", quick=False)
-  config = ml_collections.ConfigDict()
-  config.task = tasks.task_config(
+  task = tasks.task_config(
       "listops", tsv_dir=args.tsv_dir,
       max_length=args.max_length or (100 if args.quick else 2000),
       min_length=args.min_length if args.min_length is not None else (
           20 if args.quick else 500))
   if args.quick:
-    config.task.update(num_train=2000, num_valid=200, num_test=200)
-  config.model = models.model_config(args.model, width=128, num_layers=2)
-  config.train = configs.train_defaults()
-  config.mesh = parallel.mesh_defaults()
-  config.train.update(steps=20000, batch_size=32, learning_rate=1e-3,
-                      warmup_steps=1000, eval_every=1000, checkpoint_every=1000,
-                      eval_batches=2000 // 32)
-  if args.quick:
-    config.model.update(width=32, num_layers=1)
-    config.train.update(steps=300, batch_size=32, learning_rate=3e-3,
-                        warmup_steps=20, eval_every=150, checkpoint_every=150,
-                        eval_batches=4)
-  return config
+    task.update(num_train=2000, num_valid=200, num_test=200)
+  return experiment_config.build(
+      task, args.model, args.quick,
+      model_settings=dict(width=128, num_layers=2),
+      quick_model=dict(width=32, num_layers=1),
+      train=dict(steps=20000, batch_size=32, learning_rate=1e-3,
+                 warmup_steps=1000, eval_every=1000, checkpoint_every=1000,
+                 eval_batches=2000 // 32),
+      quick_train=dict(steps=300, batch_size=32, learning_rate=3e-3,
+                       warmup_steps=20, eval_every=150, checkpoint_every=150,
+                       eval_batches=4))

@@ -24,8 +24,7 @@ seen.
 import ml_collections
 
 from seqjax import configs
-from seqjax import models
-from seqjax import parallel
+from seqjax import experiment_config
 from seqjax import sweep
 from seqjax import tasks
 
@@ -37,14 +36,13 @@ LENGTHS = {  # dependency lengths swept, per task
 }
 
 
-def model_section(name: str, quick: bool) -> ml_collections.ConfigDict:
+def model_settings(name: str, quick: bool) -> dict:
   width = 64 if quick else 128
-  fields = {
+  return {
       "window": dict(width=width, window=16, num_layers=2),
       "transformer": dict(width=width, num_layers=2, num_heads=4 if not quick else 2,
                           positional="sinusoidal"),
   }.get(name, dict(width=width, num_layers=1 if quick else 2))
-  return models.model_config(name, **fields)
 
 
 def task_section(name: str, length: int, quick: bool) -> ml_collections.ConfigDict:
@@ -60,18 +58,14 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
                            quick=False)
   variant = "quick" if args.quick else "full"
   length = args.length or LENGTHS[variant][args.task][0]
-  config = ml_collections.ConfigDict()
-  config.task = task_section(args.task, length, args.quick)
-  config.model = model_section(args.model, args.quick)
-  config.train = configs.train_defaults()
-  config.train.update(steps=3000, batch_size=64, learning_rate=3e-3,
-                      warmup_steps=200, grad_clip=1.0, eval_every=1000,
-                      checkpoint_every=1000, eval_batches=8)
-  if args.quick:
-    config.train.update(steps=600, batch_size=16, warmup_steps=50, log_every=100,
-                        eval_every=300, checkpoint_every=300, eval_batches=8)
-  config.mesh = parallel.mesh_defaults()
-  return config
+  return experiment_config.build(
+      task_section(args.task, length, args.quick), args.model, args.quick,
+      model_settings=model_settings(args.model, args.quick),
+      train=dict(steps=3000, batch_size=64, learning_rate=3e-3, warmup_steps=200,
+                 grad_clip=1.0, eval_every=1000, checkpoint_every=1000,
+                 eval_batches=8),
+      quick_train=dict(steps=600, batch_size=16, warmup_steps=50, log_every=100,
+                       eval_every=300, checkpoint_every=300, eval_batches=8))
 
 
 def get_sweep(arg: str | None = None) -> list[dict]:

@@ -13,27 +13,22 @@ samples 8 x 64 validation (or test) images with replacement.
 import ml_collections
 
 from seqjax import configs
-from seqjax import models
-from seqjax import parallel
+from seqjax import experiment_config
 from seqjax import tasks
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   args = configs.parse_arg(arg, model="lstm", permute=False, patches=False,
                            quick=False)
-  config = ml_collections.ConfigDict()
-  config.task = tasks.task_config(
+  task = tasks.task_config(
       "sequential_digits", permute=args.permute,
       layout="patches" if args.patches else "pixels")
-  config.model = models.model_config(args.model, width=128, num_layers=1)
-  config.train = configs.train_defaults()
-  config.mesh = parallel.mesh_defaults()
-  config.train.update(steps=5000, batch_size=64, learning_rate=1e-3,
-                      warmup_steps=200, eval_every=250, checkpoint_every=250,
-                      eval_batches=8)
-  if args.quick:
-    config.model.width = 32
-    config.train.update(steps=300, batch_size=32, learning_rate=1e-2,
-                        warmup_steps=20, eval_every=150, checkpoint_every=150,
-                        eval_batches=4)
-  return config
+  return experiment_config.build(
+      task, args.model, args.quick,
+      model_settings=dict(width=128, num_layers=1), quick_model=dict(width=32),
+      train=dict(steps=5000, batch_size=64, learning_rate=1e-3,
+                 warmup_steps=200, eval_every=250, checkpoint_every=250,
+                 eval_batches=8),
+      quick_train=dict(steps=300, batch_size=32, learning_rate=1e-2,
+                       warmup_steps=20, eval_every=150, checkpoint_every=150,
+                       eval_batches=4))
