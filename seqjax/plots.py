@@ -76,13 +76,15 @@ def metric_vs_length(data: dict, path: str, title: str = "") -> None:
 
 
 def cost_vs_length(data: dict, path: str, title: str = "") -> None:
-  """Step time and peak memory against dependency length, a line per model."""
+  """Step time and the compiled step's temporary memory (activations and
+  workspace, from XLA's memory analysis) against dependency length, a line per
+  model."""
   fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
   for model, pts in _by_model(data["points"]).items():
     x = [p["length"] for p in pts]
     left.plot(x, [p["step_ms"] for p in pts], marker="o", label=model)
-    right.plot(x, [p["peak_memory_mb"] for p in pts], marker="o", label=model)
-  for ax, label in ((left, "step time (ms)"), (right, "peak memory (MB)")):
+    right.plot(x, [p["step_temp_mb"] for p in pts], marker="o", label=model)
+  for ax, label in ((left, "step time (ms)"), (right, "step temporaries (MB)")):
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel(f"dependency length ({data['length_key']})")

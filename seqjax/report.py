@@ -76,6 +76,7 @@ def aggregate(workdir: str) -> dict:
                         if t.get("steps_per_s")),
           peak_memory_mb=_mean(t["peak_memory_mb"] for t in chosen
                                if t.get("peak_memory_mb")),
+          step_temp_mb=_mean(t.get("step_temp_mb") for t in chosen),
           num_params=chosen[0].get("num_params")))
     report[task] = dict(meta[task], mode=mode, points=rows)
   return report
@@ -108,14 +109,15 @@ def write(workdir: str) -> dict:
     lines += [f"## {task}: {metric} (chance {chance:.4g}) against "
               f"{data['length_key']}", "", f"![{metric}]({png})", f"![cost]({cost})",
               "", "| model | length | lr | valid | test mean | test min-max | seeds "
-              "| diverged | step (ms) | peak memory (MB) | params |",
-              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+              "| diverged | step (ms) | step temp (MB) | peak memory (MB) | params |",
+              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for p in data["points"]:
       lines.append(
           f"| {p['model']} | {p['length']} | {p['learning_rate']} | "
           f"{p['valid']:.4g} | {p['test_mean']:.4g} | {p['test_min']:.4g}-"
           f"{p['test_max']:.4g} | {p['seeds']} | {p['diverged']} | "
-          f"{p['step_ms']:.3g} | {p['peak_memory_mb']:.4g} | {p['num_params']} |")
+          f"{p['step_ms']:.3g} | {p['step_temp_mb']:.4g} | {p['peak_memory_mb']:.4g} | "
+          f"{p['num_params']} |")
     lines.append("")
   with open(os.path.join(workdir, "report.md"), "w") as f:
     f.write("\n".join(lines))

@@ -39,7 +39,8 @@ from seqjax.errors import ConfigError
 
 FINAL = ("completed", "diverged")
 RESULT_KEYS = ("metric", "chance", "final", "best", "test", "num_params",
-               "steps_per_s", "wall_time_s", "peak_memory_mb", "step")
+               "steps_per_s", "wall_time_s", "peak_memory_mb", "step_temp_mb",
+               "step")
 
 
 def values(key: str, vals) -> list[dict]:

@@ -239,6 +239,14 @@ def peak_memory_mb() -> float:
   return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def compiled_temp_mb(compiled) -> float | None:
+  """XLA's temporary buffers of a compiled step (activations, workspace) in MB,
+  a per-step memory cost independent of the process; None where the backend
+  gives no memory analysis."""
+  temp = getattr(compiled.memory_analysis(), "temp_size_in_bytes", None)
+  return None if temp is None else temp / 2**20
+
+
 def num_params(params) -> int:
   return int(sum(x.size for x in jax.tree_util.tree_leaves(params)))
 
@@ -298,6 +306,9 @@ def _train_loop(exp: Experiment, state: TrainState, start: int, mngr, log) -> di
   pending = None   # (step, metrics) of the last step, fetched after the next one
   tick, tick_step = time.time(), start
   out = {}
+  if start < tc.steps:  # compiled ahead of time for its memory analysis; it trains
+    train_step = train_step.lower(state, train_batch(start)).compile()
+    out["step_temp_mb"] = compiled_temp_mb(train_step)
 
   def fetch(step, metrics):
     nonlocal tick, tick_step

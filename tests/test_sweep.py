@@ -86,7 +86,7 @@ def test_sweep_runs_resumes_records_failures_and_reports(tmp_path, monkeypatch):
   done = results["model=lstm,delay=2,train.learning_rate=0.01"]
   assert done["status"] == "completed" and done["metric"] == "accuracy"
   for key in ("chance", "final", "best", "test", "num_params", "steps_per_s",
-              "wall_time_s", "peak_memory_mb"):
+              "wall_time_s", "peak_memory_mb", "step_temp_mb"):
     assert done[key] is not None, key
 
   # Rerun: completed trials are not run again, the failed one is retried,

@@ -34,6 +34,7 @@ def test_end_to_end_run_writes_files_and_restores(tiny_config, tmp_path):
   assert stored["final"] == summary["final"] and stored["num_params"] > 0
   for key in ("best", "test", "wall_time_s", "peak_memory_mb"):
     assert key in stored
+  assert stored["step_temp_mb"] > 0  # XLA's memory analysis of the compiled step
   assert json.load(open(os.path.join(workdir, "config.json"))) == json.loads(
       tiny_config.to_json())
   records = _records(workdir)
