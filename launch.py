@@ -82,8 +82,13 @@ def main(argv):
       from seqjax import diagnostics, report  # pylint: disable=import-outside-toplevel
       if os.path.exists(os.path.join(_WORKDIR.value, "config.json")):
         diagnostics.run(_WORKDIR.value)  # a single run
-      else:
+      elif os.path.exists(os.path.join(_WORKDIR.value, "results.jsonl")):
         report.write(_WORKDIR.value)     # a sweep
+      else:
+        raise ConfigError(
+            f"--mode=report: --workdir={_WORKDIR.value} holds neither a run "
+            "(config.json) nor a sweep (results.jsonl); give the workdir of a "
+            "--mode=train or --mode=sweep run.")
       print(f"wrote the report under {_WORKDIR.value}")
       return 0
     if _MODE.value == "eval":

@@ -133,6 +133,26 @@ def test_eval_mode_restores_best_or_given_step(tmp_path):
   assert missing.returncode == 2 and "--step=7 has no checkpoint" in missing.stderr
 
 
+def test_report_mode_writes_diagnostics_of_a_run_and_refuses_other_dirs(
+    tiny_config, tmp_path):
+  workdir = str(tmp_path / "run")
+  train.train_and_evaluate(tiny_config, workdir, progress=False)
+  result = launch(f"--workdir={workdir}", "--mode=report")
+  assert result.returncode == 0, result.stderr[-2000:]
+  grads = json.load(open(os.path.join(workdir, "diagnostics", "grad_through_time.json")))
+  assert "init" in grads and "6" in grads  # initialisation and the last checkpoint
+  assert all(len(g["grad_norm"]) == len(g["distance"]) > 0 for g in grads.values())
+  assert os.path.exists(os.path.join(workdir, "diagnostics", "state_jacobian.json"))
+
+  empty = tmp_path / "empty"
+  empty.mkdir()
+  for target in (str(empty), str(tmp_path / "missing")):
+    refused = launch(f"--workdir={target}", "--mode=report")
+    assert refused.returncode == 2
+    assert "holds neither a run (config.json) nor a sweep" in refused.stderr
+  assert not os.listdir(empty) and not os.path.exists(tmp_path / "missing")
+
+
 def test_parse_arg_types_and_bare_keys():
   args = configs.parse_arg("model=gru,delay=7,quick", model="lstm", delay=int,
                            quick=False, lr=0.1)
