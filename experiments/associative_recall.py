@@ -28,5 +28,4 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       quick_model=dict(width=32, num_layers=1),
       train=dict(steps=20000, batch_size=64, learning_rate=1e-3,
                  warmup_steps=500, eval_every=1000, checkpoint_every=1000),
-      quick_train=dict(steps=400, batch_size=32, learning_rate=1e-2,
-                       warmup_steps=20, eval_every=200, checkpoint_every=200))
+      quick_train=experiment_config.QUICK_TRAIN)

@@ -24,6 +24,10 @@ from seqjax import configs
 from seqjax import models
 from seqjax import parallel
 
+# The quick training budget shared by the small synthetic-task experiments.
+QUICK_TRAIN = dict(steps=400, batch_size=32, learning_rate=1e-2, warmup_steps=20,
+                   eval_every=200, checkpoint_every=200)
+
 
 def build(task: ml_collections.ConfigDict, model: str, quick: bool, *,
           model_settings: dict, train: dict, quick_model: dict | None = None,
