@@ -10,7 +10,10 @@ removes forward-mode differentiation, which diagnostics.state_jacobian_norms use
 
 Loss sum(h * g); gradients with respect to the parameters and the input. Timed
 one each in turn (interleaved). Prints one JSON line: median and min ms per
-layout, and the largest gradient difference from seqjax's layer.
+layout, and the largest gradient difference from seqjax's layer; and a roofline:
+the layer's matmul work (six [B*L, D] x [D, 4H]-sized products, forward and
+backward), the rate of one such product as a single big matmul on this machine
+(`matmul_gflops`), and the time the work would take at that rate.
 """
 
 import json
@@ -114,8 +117,20 @@ def main(argv):
       jax.block_until_ready(fn(params, x))
       times[name].append(time.perf_counter() - t0)
   ref = jax.tree_util.tree_leaves(grads["seqjax_scan_chunk_1"])
+  x_NxD, w_Dx4H = x.reshape(-1, d), params["w_in"]
+  matmul = jax.jit(lambda a, w: a @ w)
+  jax.block_until_ready(matmul(x_NxD, w_Dx4H))
+  matmul_s = []
+  for _ in range(_STEPS.value):
+    t0 = time.perf_counter()
+    jax.block_until_ready(matmul(x_NxD, w_Dx4H))
+    matmul_s.append(time.perf_counter() - t0)
+  gflop = 2 * b * l * d * 4 * d / 1e9
+  gflops = gflop / statistics.median(matmul_s)
   result = dict(batch=b, length=l, width=d, steps=_STEPS.value,
-                device=jax.devices()[0].device_kind)
+                device=jax.devices()[0].device_kind, matmul_gflops=gflops,
+                layer_matmul_gflop=6 * gflop,
+                roofline_ms=1e3 * 6 * gflop / gflops)
   for name, t in times.items():
     diff = max(float(jnp.max(jnp.abs(a - r)))
                for a, r in zip(jax.tree_util.tree_leaves(grads[name]), ref))

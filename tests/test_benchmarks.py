@@ -54,3 +54,5 @@ def test_recurrent_layouts_agree(length):
   for name in ("seqjax_scan_chunk_8", "custom_vjp_scan_chunk_1", "custom_vjp_scan_chunk_8",
                "one_weight_in_step", "one_weight_hoisted"):
     assert row[name]["max_grad_diff"] < 1e-4, name
+  assert row["layer_matmul_gflop"] == pytest.approx(6 * 2 * 2 * length * 8 * 32 / 1e9)
+  assert row["roofline_ms"] > 0
