@@ -10,8 +10,8 @@ function (tested against each other and against a NumPy reference):
              in length. It is the computation of
              `jax.nn.dot_product_attention(implementation="xla")` and is tested
              against it, written out because that function's grouped-query vmap
-             makes the attention ~30% slower forward and backward on XLA:CPU
-             (measured; docs/benchmarks.md).
+             makes the attention 20-30% slower forward and backward on XLA:CPU,
+             with more temporary memory at long lengths (docs/benchmarks.md).
   cudnn      `jax.nn.dot_product_attention(implementation="cudnn")`: the fused
              flash-attention kernel of cuDNN (Dao et al. 2022); GPU only.
   blockwise  plain JAX, memory linear in length (Rabe & Staats 2021, "Self-attention

@@ -1,8 +1,9 @@
 """Recurrent backbones: a cell written from its equations, plus `lax.scan`.
 
 Every cell is "parameters + a step function" fed by `lax.scan`, so compile time
-does not grow with length. Two layout choices change speed, never results
-(measured on XLA's CPU backend in docs/benchmarks.md):
+does not grow with length. Two layout choices change speed, not the function
+computed (results agree to float rounding, tested; speed measured on XLA's CPU
+backend in docs/benchmarks.md):
 - `scan_chunk`: the input projection xw = x W + b is computed for that many time
   steps at a time (one matmul per chunk; an outer scan over chunks, an inner one
   over steps). 1 projects inside the step, as flax.linen.RNN does; >= L hoists
@@ -148,7 +149,7 @@ class RecurrentLayer(nn.Module):
   layer). With `remat=True` the step is recomputed in the backward pass
   (`jax.checkpoint`): only the carries are stored between the passes.
   `scan_chunk` sets how many steps share one input-projection matmul (see the
-  module docstring); it changes speed only, never the result.
+  module docstring); it changes speed, not the function computed.
   """
   width: int
   cell: Cell
