@@ -7,7 +7,7 @@ Both sides use seqjax's full training step (embedding, model, output layer,
 cross-entropy, backward, AdamW) on the same random tokens; only the backbone
 differs: ours (seqjax/models/recurrent.py) or `nn.RNN(nn.OptimizedLSTMCell)` /
 `nn.RNN(nn.GRUCell)`. `--model_args=scan_chunk=N` projects the inputs of N steps
-per matmul (1, the default: inside the step, like nn.RNN; >= length: fully
+per matmul (default 8; 1: inside the step, like nn.RNN; >= length: fully
 hoisted). With --torch, PyTorch's `nn.LSTM` / `nn.GRU` (oneDNN kernels on the
 CPU) with the same embedding, head, loss, clipping and AdamW is timed too, if
 torch is installed (it is never a dependency of seqjax). Steps are interleaved

@@ -7,7 +7,7 @@ variant (a run that finishes on a laptop CPU):
 
   return experiment_config.build(
       task, args.model, args.quick,
-      model=dict(width=128, num_layers=2), quick_model=dict(width=32),
+      model_settings=dict(width=128, num_layers=2), quick_model=dict(width=32),
       train=dict(steps=20000, ...), quick_train=dict(steps=400, ...))
 
 The experiment's model settings are experiment-wide defaults, so each applies
@@ -15,8 +15,6 @@ to the models that have that field: `num_layers` sizes an LSTM and is not
 given to `rnn_encdec`, which has no such field. What a user overrides on the
 command line (`--config.model.x=...`) stays strict: an unknown key is an error.
 """
-
-import dataclasses
 
 import ml_collections
 
@@ -35,14 +33,12 @@ def build(task: ml_collections.ConfigDict, model: str, quick: bool, *,
   """The experiment config: `task` as given; `model`'s defaults updated by the
   `model_settings` it has (then `quick_model` when quick); the train defaults
   updated by `train` (then `quick_train` when quick); the mesh defaults."""
-  if model not in models.MODELS:  # the same error as model_config's
-    models.model_config(model)
-  fields = {f.name for f in dataclasses.fields(models.MODELS[model])}
+  defaults = models.model_config(model)  # refuses an unknown name
   settings = {**model_settings, **(quick_model or {} if quick else {})}
   config = ml_collections.ConfigDict()
   config.task = task
   config.model = models.model_config(
-      model, **{k: v for k, v in settings.items() if k in fields})
+      model, **{k: v for k, v in settings.items() if k in defaults})
   config.train = configs.train_defaults()
   config.train.update(**train)
   if quick:

@@ -126,11 +126,11 @@ def chunked_scan(step, carry, x_LxBxD, project, chunk: int, reverse: bool = Fals
     carry, h_NxTxBxH = jax.lax.scan(run_chunk, carry, x_NxTxBxD, reverse=reverse)
     return carry, h_NxTxBxH.reshape(head, *h_NxTxBxH.shape[2:])
 
-  parts = [run_head, lambda c: run_chunk(c, x_LxBxD[head:])]
-  if not head:
-    parts = parts[1:]
-  elif head == length:
-    parts = parts[:1]
+  parts = []
+  if head:
+    parts.append(run_head)
+  if head < length:
+    parts.append(lambda c: run_chunk(c, x_LxBxD[head:]))
   outputs = []
   for part in reversed(parts) if reverse else parts:
     carry, h = part(carry)
@@ -179,15 +179,16 @@ class RecurrentLayer(nn.Module):
       cache = self.variable("cache", "carry", lambda: carry)
       carry = cache.value
     # Per-gate column blocks, joined inside the scan (see the module docstring).
-    blocks = {k: jnp.split(v, cell.gates, -1) if v.ndim == 2 else v
-              for k, v in {**params, "w_in": w_in}.items()}
-    join = lambda: {k: jnp.concatenate(v, -1) if isinstance(v, list) else v
-                    for k, v in blocks.items()}
-    step = lambda c, xw: cell.step(join(), c, xw)
+    split = lambda w: jnp.split(w, cell.gates, -1)
+    w_in_blocks = split(w_in)
+    rec_blocks = {k: split(v) if v.ndim == 2 else v for k, v in params.items()}
+    step = lambda c, xw: cell.step(
+        {k: jnp.concatenate(v, -1) if isinstance(v, list) else v
+         for k, v in rec_blocks.items()}, c, xw)
     if self.remat:
       step = jax.checkpoint(step)
     def project(x_xD):
-      xw = jnp.einsum("...d,dg->...g", x_xD, join()["w_in"])
+      xw = jnp.einsum("...d,dg->...g", x_xD, jnp.concatenate(w_in_blocks, -1))
       return xw + bias.reshape((1,) * (xw.ndim - 1) + (-1,))
     carry, h_LxBxH = chunked_scan(step, carry, jnp.swapaxes(x_BxLxD, 0, 1),
                                   project, self.scan_chunk, self.reverse)
