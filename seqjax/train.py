@@ -6,10 +6,13 @@ from (seed, stream, step), dropout keys from (seed, step). Streams: 0 training,
 1 validation (the eval during training, model selection), 2 test (reported only).
 """
 
+import contextlib
 import dataclasses
 import math
 import os
 import resource
+import signal
+import threading
 import time
 from typing import Any
 
@@ -19,6 +22,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as onp
 import optax
 
 from seqjax import checkpoints
@@ -27,6 +31,7 @@ from seqjax import metric_log
 from seqjax import models
 from seqjax import parallel
 from seqjax import precision
+from seqjax import run_lock
 from seqjax import tasks
 from seqjax import workdir as workdir_lib
 from seqjax.errors import ConfigError
@@ -81,18 +86,52 @@ def build(config: ml_collections.ConfigDict) -> Experiment:
   return Experiment(config, task, model, train_cfg, tx, schedule, mesh_cfg, mesh)
 
 
-def make_optimizer(tc: configs.TrainConfig):
-  """AdamW after global-norm clipping, linear warmup then cosine or constant."""
-  if tc.schedule == "cosine":
-    schedule = optax.warmup_cosine_decay_schedule(
-        0.0, tc.learning_rate, tc.warmup_steps, tc.steps)
-  else:
-    schedule = optax.join_schedules(
-        [optax.linear_schedule(0.0, tc.learning_rate, tc.warmup_steps),
-         optax.constant_schedule(tc.learning_rate)], [tc.warmup_steps])
-  tx = optax.adamw(schedule, weight_decay=tc.weight_decay)
+# `config.train` keys that change values but not the compiled program: trials
+# that differ only in these train together as one group (`train_trials`).
+HYPER_KEYS = ("learning_rate", "weight_decay", "grad_clip", "warmup_steps")
+GROUPABLE = ("seed",) + HYPER_KEYS
+
+
+def hyperparameters(tc: configs.TrainConfig) -> dict[str, float]:
+  """The values of `HYPER_KEYS`; arrays of them drive a group's optimizer."""
+  return {k: float(getattr(tc, k)) for k in HYPER_KEYS}
+
+
+def make_schedule(tc: configs.TrainConfig, hp: dict) -> optax.Schedule:
+  """Linear warmup from 0 to `hp["learning_rate"]` over `hp["warmup_steps"]`,
+  then cosine decay to 0 at `tc.steps`, or constant.
+
+  The arithmetic of optax's `warmup_cosine_decay_schedule` and
+  `join_schedules(linear, constant)`, written so that the peak and the warmup
+  may be traced arrays (a group's per-trial values).
+  """
+  peak, warmup = hp["learning_rate"], hp["warmup_steps"]
+
+  def schedule(step):
+    count = jnp.clip(step, 0, warmup)
+    frac = 1 - count / jnp.maximum(warmup, 1)
+    warm = (0.0 - peak) * frac + peak
+    if tc.schedule == "constant":
+      after = peak
+    else:
+      decay_steps = tc.steps - warmup
+      count = jnp.minimum(step - warmup, decay_steps)
+      after = peak * (0.5 * (1 + jnp.cos(jnp.pi * count / decay_steps)))
+    return jnp.where(step < warmup, warm, after)
+  return schedule
+
+
+def make_optimizer(tc: configs.TrainConfig, hp: dict | None = None):
+  """AdamW after global-norm clipping, linear warmup then cosine or constant.
+
+  `hp` (default: the config's values) may hold traced arrays; whether to clip
+  (`tc.grad_clip > 0`) is part of the program, so it is read from `tc`.
+  """
+  hp = hyperparameters(tc) if hp is None else hp
+  schedule = make_schedule(tc, hp)
+  tx = optax.adamw(schedule, weight_decay=hp["weight_decay"])
   if tc.grad_clip > 0:
-    tx = optax.chain(optax.clip_by_global_norm(tc.grad_clip), tx)
+    tx = optax.chain(optax.clip_by_global_norm(hp["grad_clip"]), tx)
   return tx, schedule
 
 
@@ -103,39 +142,44 @@ def model_inputs(batch: dict) -> tuple:
   return (batch["inputs"],)
 
 
-def _init_state(exp: Experiment) -> TrainState:
+def _init_fn(exp: Experiment):
+  """`init(key) -> TrainState`, the initial state of a run with init key `key`."""
   # Zeros of the batch's shapes: initialisation needs shapes only, and a dataset
   # task's arrays then stay out of this jitted function.
   batch = jax.tree_util.tree_map(
       lambda s: jnp.zeros(s.shape, s.dtype),
       jax.eval_shape(lambda: exp.task.batch(exp.key(TRAIN, 0), 1)))
-  params = exp.model.init(exp.key(INIT), *model_inputs(batch))["params"]
-  return TrainState(jnp.zeros((), jnp.int32), params, exp.tx.init(params))
+
+  def init(key):
+    params = exp.model.init(key, *model_inputs(batch))["params"]
+    return TrainState(jnp.zeros((), jnp.int32), params, exp.tx.init(params))
+  return init
 
 
 def state_shardings(exp: Experiment):
-  return parallel.state_shardings(exp.mesh, exp.mesh_cfg,
-                                  jax.eval_shape(lambda: _init_state(exp)))
+  return parallel.state_shardings(exp.mesh, exp.mesh_cfg, jax.eval_shape(
+      _init_fn(exp), exp.key(INIT)))
 
 
 def abstract_state(exp: Experiment):
   """Shapes, dtypes and shardings of the train state, for restoring into."""
   return jax.tree_util.tree_map(
       lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
-      jax.eval_shape(lambda: _init_state(exp)), state_shardings(exp))
+      jax.eval_shape(_init_fn(exp), exp.key(INIT)), state_shardings(exp))
 
 
 def init_state(exp: Experiment) -> TrainState:
   """The initial state, laid out on the mesh (`config.mesh`)."""
-  return jax.jit(lambda: _init_state(exp), out_shardings=state_shardings(exp))()
+  return jax.jit(_init_fn(exp), out_shardings=state_shardings(exp))(exp.key(INIT))
 
 
-def make_train_step(exp: Experiment):
-  """Returns `train_step(state, batch) -> (state, metrics)`, jitted, donating state."""
-  dropout_key = exp.key(DROPOUT)
+def _step_fn(exp: Experiment):
+  """`step(state, batch, hp, dropout_key) -> (state, metrics)` of one run, with
+  its hyperparameters `hp` (see `HYPER_KEYS`) as values or traced arrays."""
   dtype = precision.DTYPES[exp.train.compute_dtype]
 
-  def train_step(state: TrainState, batch: dict):
+  def step(state: TrainState, batch: dict, hp: dict, dropout_key):
+    tx, schedule = make_optimizer(exp.train, hp)
     rngs = {"dropout": jax.random.fold_in(dropout_key, state.step)}
 
     def loss_fn(params):
@@ -146,29 +190,51 @@ def make_train_step(exp: Experiment):
 
     (loss, outputs), grads = jax.value_and_grad(loss_fn, has_aux=True)(
         state.params)
-    updates, opt_state = exp.tx.update(grads, state.opt_state, state.params)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     metrics = exp.task.metrics(outputs, batch)
     metrics.update(loss=loss, grad_norm=optax.tree.norm(grads),
                    param_norm=optax.tree.norm(params),
                    update_norm=optax.tree.norm(updates),
-                   learning_rate=exp.schedule(state.step))
+                   learning_rate=schedule(state.step))
     return TrainState(state.step + 1, params, opt_state), metrics
+  return step
 
+
+def make_train_step(exp: Experiment):
+  """Returns `train_step(state, batch) -> (state, metrics)`, jitted, donating state."""
+  step, hp, dropout_key = _step_fn(exp), hyperparameters(exp.train), exp.key(DROPOUT)
   shardings = state_shardings(exp)
-  return jax.jit(train_step, donate_argnums=0,
+  return jax.jit(lambda state, batch: step(state, batch, hp, dropout_key),
+                 donate_argnums=0,
                  in_shardings=(shardings, parallel.batch_sharding(exp.mesh)),
                  out_shardings=(shardings, parallel.replicated(exp.mesh)))
 
 
-def make_eval_step(exp: Experiment, task=None):
-  """`eval_step(params, batch) -> metrics` of `task` (default: the experiment's).
+def make_group_step(exp: Experiment):
+  """The train step of a group of N runs, vmapped over a leading run axis:
 
-  When the task defines `generation_metrics(tokens_BxT, batch)` (seq2seq), the
-  model also decodes greedily, `model.generate(inputs, max_length=T)`, and those
-  metrics join the teacher-forced ones.
+    step(state_N, alive_N, batch_N, hp_N, dropout_key_N, started_N)
+        -> (state_N, alive_N, metrics_N)
+
+  Run n's state advances only while it has `started` (the group has reached
+  the step it resumes from) and is `alive` (no non-finite loss yet); otherwise
+  it is kept as it was (frozen). Jitted, donating state and alive.
   """
-  task = task or exp.task
+  step = jax.vmap(_step_fn(exp))
+
+  def group_step(state, alive, batch, hp, dropout_key, started):
+    new, metrics = step(state, batch, hp, dropout_key)
+    alive = alive & ~(started & ~jnp.isfinite(metrics["loss"]))
+    keep = started & alive
+    state = jax.tree_util.tree_map(
+        lambda n, o: jnp.where(keep.reshape(keep.shape + (1,) * (n.ndim - 1)),
+                               n, o), new, state)
+    return state, alive, metrics
+  return jax.jit(group_step, donate_argnums=(0, 1))
+
+
+def _eval_fn(exp: Experiment, task):
   dtype = precision.DTYPES[exp.train.compute_dtype]
 
   def eval_step(params, batch):
@@ -180,31 +246,62 @@ def make_eval_step(exp: Experiment, task=None):
                                    max_length=batch["targets"].shape[1])
       metrics.update(task.generation_metrics(tokens_BxT, batch))
     return metrics
+  return eval_step
+
+
+def make_eval_step(exp: Experiment, task=None, group: bool = False):
+  """`eval_step(params, batch) -> metrics` of `task` (default: the experiment's);
+  with `group`, vmapped over a leading run axis of params and batch.
+
+  When the task defines `generation_metrics(tokens_BxT, batch)` (seq2seq), the
+  model also decodes greedily, `model.generate(inputs, max_length=T)`, and those
+  metrics join the teacher-forced ones.
+  """
+  eval_step = _eval_fn(exp, task or exp.task)
+  if group:
+    return jax.jit(jax.vmap(eval_step))
   return jax.jit(eval_step, in_shardings=(state_shardings(exp).params,
                                           parallel.batch_sharding(exp.mesh)),
                  out_shardings=parallel.replicated(exp.mesh))
 
 
-def make_batch_fn(exp: Experiment, stream: int, task=None):
+def stream_keys(seeds, *path: int) -> jax.Array:
+  """The keys `Experiment.key(*path)` of runs with seeds `seeds` [N]: [N] keys."""
+  def one(seed):
+    key = jax.random.key(seed)
+    for p in path:
+      key = jax.random.fold_in(key, p)
+    return key
+  return jax.vmap(one)(jnp.asarray(seeds, jnp.int32))
+
+
+def make_batch_fn(exp: Experiment, stream: int, task=None, seeds=None):
   """`batch(i)` for stream `stream`, generated on the devices, each generating
   only its own slice of the (global) batch.
+
+  With `seeds` (a group of runs), `batch(i)` stacks the batch i of the stream of
+  each seed: [N, B, ...], on one device.
 
   A dataset task (one with `data(split)` and `sample(data, key, batch_size)`)
   samples the split of the stream (train, eval or test); its arrays are an
   argument of the jitted function, not constants compiled into it.
   """
   task = task or exp.task
-  root = exp.key(stream)
   size = exp.train.batch_size
-  out = parallel.batch_sharding(exp.mesh)
-  if not hasattr(task, "sample"):
-    return jax.jit(lambda i: task.batch(jax.random.fold_in(root, i), size),
-                   out_shardings=out)
-  data = jax.device_put(task.data(DATA_SPLITS[stream]),
-                        parallel.replicated(exp.mesh))
-  sample = jax.jit(lambda i, data: task.sample(data, jax.random.fold_in(root, i),
-                                               size), out_shardings=out)
-  return lambda i: sample(i, data)
+  if hasattr(task, "sample"):
+    data = task.data(DATA_SPLITS[stream])
+    one = lambda root, i, data: task.sample(data, jax.random.fold_in(root, i), size)
+  else:
+    data = None
+    one = lambda root, i, data: task.batch(jax.random.fold_in(root, i), size)
+  if seeds is None:
+    out = parallel.batch_sharding(exp.mesh)
+    data = jax.device_put(data, parallel.replicated(exp.mesh))
+    fn, roots = jax.jit(one, out_shardings=out), exp.key(stream)
+  else:
+    fn = jax.jit(jax.vmap(one, in_axes=(0, None, None)))
+    roots = stream_keys(seeds, stream)
+  return lambda i: fn(roots, i, data)
 
 
 def eval_splits(exp: Experiment, stream: str) -> list[str]:
@@ -219,15 +316,20 @@ def split_task(exp: Experiment, split: str):
   return exp.task.eval_sets[name] if name else exp.task
 
 
+def _mean_metrics(eval_step, params, batch_fn, batches: int) -> dict:
+  """Metrics averaged over batches 0..`batches`-1 of `batch_fn`, as numpy."""
+  totals = jax.device_get([eval_step(params, batch_fn(i)) for i in range(batches)])
+  return {k: onp.mean([t[k] for t in totals], axis=0) for k in totals[0]}
+
+
 def evaluate(exp: Experiment, params, split: str = "eval", eval_step=None,
              batch_fn=None) -> dict[str, float]:
   """Mean metrics over `train.eval_batches` fixed batches of a held-out split."""
   task = split_task(exp, split)
   eval_step = eval_step or make_eval_step(exp, task)
   batch_fn = batch_fn or make_batch_fn(exp, SPLITS[split.partition("_")[0]], task)
-  totals = [eval_step(params, batch_fn(i)) for i in range(exp.train.eval_batches)]
-  totals = jax.device_get(totals)
-  return {k: float(sum(t[k] for t in totals) / len(totals)) for k in totals[0]}
+  means = _mean_metrics(eval_step, params, batch_fn, exp.train.eval_batches)
+  return {k: float(v) for k, v in means.items()}
 
 
 def peak_memory_mb() -> float:
@@ -239,6 +341,15 @@ def peak_memory_mb() -> float:
   return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def device_memory_bytes() -> int:
+  """What one device can hold: its memory limit where the backend reports it
+  (GPU, TPU), else the machine's physical memory (CPU)."""
+  stats = jax.local_devices()[0].memory_stats() or {}
+  if "bytes_limit" in stats:
+    return int(stats["bytes_limit"])
+  return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
 def compiled_temp_mb(compiled) -> float | None:
   """XLA's temporary buffers of a compiled step (activations, workspace) in MB,
   a per-step memory cost independent of the process; None where the backend
@@ -247,86 +358,378 @@ def compiled_temp_mb(compiled) -> float | None:
   return None if temp is None else temp / 2**20
 
 
+def check_fits(compiled, exp: Experiment, runs: int = 1) -> None:
+  """Refuses a compiled train step whose buffers (arguments, outputs and
+  temporaries, as XLA reports them) exceed one device's memory."""
+  analysis = compiled.memory_analysis()
+  if analysis is None:
+    return
+  need = sum(getattr(analysis, f"{k}_size_in_bytes", 0) or 0
+             for k in ("argument", "output", "temp"))
+  need -= getattr(analysis, "alias_size_in_bytes", 0) or 0
+  have = device_memory_bytes()
+  if need > have:
+    io = exp.task.io
+    raise ConfigError(
+        f"The train step needs {need / 2**30:.3g} GiB of device memory and the "
+        f"device has {have / 2**30:.3g} GiB: train.batch_size="
+        f"{exp.train.batch_size}, sequence length {io.length}, model "
+        f"{exp.config.model.name} with {_param_count(exp):,} parameters"
+        f"{f', {runs} runs in a group' if runs > 1 else ''}. Reduce the batch, "
+        "the length or the model.")
+
+
+def _param_count(exp: Experiment) -> int:
+  return num_params(jax.eval_shape(_init_fn(exp), exp.key(INIT)).params)
+
+
 def num_params(params) -> int:
   return int(sum(x.size for x in jax.tree_util.tree_leaves(params)))
 
 
-class Diverged(Exception):
-  pass
+def _same_program(configs_: list) -> None:
+  """Raises ValueError unless the configs differ only in `GROUPABLE` train keys
+  (a positive `grad_clip` and none are different programs)."""
+  def program(config):
+    d = workdir_lib.config_dict(config)
+    train_cfg = {k: v for k, v in d["train"].items() if k not in GROUPABLE}
+    return {**d, "train": train_cfg, "clips": d["train"]["grad_clip"] > 0}
+  first = program(configs_[0])
+  for config in configs_[1:]:
+    if program(config) != first:
+      raise ValueError("A group's configs must differ only in train."
+                       f"{{{', '.join(GROUPABLE)}}}.")
+
+
+FINAL = ("completed", "diverged")
+
+
+class _Run:
+  """One run of a group while it trains: its lock, log, checkpoints, summary."""
+
+  def __init__(self, exp: Experiment, workdir: str, progress: bool):
+    self.exp, self.workdir, self.progress = exp, workdir, progress
+    self.lock = run_lock.RunLock(workdir)
+    self.previous = workdir_lib.read_json(os.path.join(workdir, "summary.json"))
+    self.summary = {}
+    self.status = "pending"
+
+  @property
+  def finished(self) -> bool:
+    return bool(self.previous) and self.previous.get("status") in FINAL
+
+  def open(self, writer: bool, abstract) -> None:
+    """Creates the files, restores the newest good checkpoint, opens the log."""
+    exp, tc = self.exp, self.exp.train
+    self.writer = writer
+    if writer:
+      workdir_lib.init(self.workdir, exp.config)
+    self.mngr = checkpoints.manager(self.workdir, tc.keep_checkpoints,
+                                    exp.task.metric, exp.task.mode)
+    self.state, self.start = checkpoints.restore_latest(self.mngr, abstract)
+    if self.state is not None:
+      logging.info("Resuming from step %d in %s", self.start, self.workdir)
+    self.log = metric_log.MetricLog(self.workdir, self.start, tc.steps,
+                                    self.progress and writer, write=writer)
+    self.step, self.saved, self.status = self.start, self.start, "running"
+    before = self.previous or {}
+    self.train_steps = before.get("train_steps", 0)
+    self.train_time_s = before.get("train_time_s", 0.0)
+    self.wall_before = before.get("wall_time_s", 0.0) or 0.0
+
+  def write_summary(self, launch_start: float, loop_steps: int, loop_time: float,
+                    extra: dict) -> dict:
+    """DIR/summary.json: the status and what the log and this launch measured.
+
+    Times accumulate over launches: `wall_time_s` is the sum of every launch's,
+    `steps_per_s` counts every step trained (re-trained ones too) over the time
+    spent in training loops.
+    """
+    exp, task = self.exp, self.exp.task
+    trained = self.step - self.start
+    share = loop_time * trained / loop_steps if loop_steps else 0.0
+    steps, seconds = self.train_steps + trained, self.train_time_s + share
+    summary = dict(
+        status=self.status, step=self.step, metric=task.metric,
+        chance=task.chance, num_params=self.num_params,
+        group_size=self.group_size, train_steps=steps, train_time_s=seconds,
+        steps_per_s=steps / seconds if seconds > 0 else None,
+        wall_time_s=self.wall_before + time.time() - launch_start,
+        peak_memory_mb=peak_memory_mb(), **extra, **self.summary)
+    summary.update(_best(self.log.records, task))
+    if self.writer:
+      workdir_lib.write_json(os.path.join(self.workdir, "summary.json"), summary)
+    return summary
+
+  def close(self) -> None:
+    if hasattr(self, "mngr"):
+      self.mngr.wait_until_finished()
+      self.mngr.close()
+      self.log.close()
+    self.lock.release()
+
+
+@contextlib.contextmanager
+def _stop_on_signals():
+  """While training, SIGTERM and SIGINT ask the loop to stop at the next step
+  boundary (it checkpoints and records `interrupted`); a second one acts as
+  usual. `stop["signal"]` is the number of the signal received, if any."""
+  stop = {"signal": None}
+  if threading.current_thread() is not threading.main_thread():
+    yield stop
+    return
+  old = {}
+
+  def handler(signum, frame):
+    del frame
+    stop["signal"] = signum
+    signal.signal(signum, old[signum])
+    logging.warning("Received %s: stopping at the next step boundary.",
+                    signal.Signals(signum).name)
+  for signum in (signal.SIGTERM, signal.SIGINT):
+    old[signum] = signal.signal(signum, handler)
+  try:
+    yield stop
+  finally:
+    for signum, previous in old.items():
+      signal.signal(signum, previous)
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                        progress: bool = True) -> dict:
   """Trains, evaluates and checkpoints; resumes if `workdir` has a checkpoint.
 
-  Returns the summary also written to DIR/summary.json.
+  A finished run (completed or diverged) is left as it is. Returns the summary
+  also written to DIR/summary.json.
   """
-  exp = build(config)
-  workdir_lib.check(workdir, config)
-  writer = parallel.is_writer()
-  if writer:
-    workdir_lib.init(workdir, config)
-  tc, task = exp.train, exp.task
-  start_time = time.time()
+  return train_trials([config], [workdir], progress=progress, group=False)[0]
 
-  mngr = checkpoints.manager(workdir, tc.keep_checkpoints, task.metric, task.mode)
-  state, start = checkpoints.restore_latest(mngr, abstract_state(exp))
-  if state is None:
-    state = init_state(exp)
-  else:
-    logging.info("Resuming from step %d in %s", start, workdir)
-  log = metric_log.MetricLog(workdir, start, tc.steps, progress and writer,
-                             write=writer)
-  summary = dict(status="running", step=start, metric=task.metric,
-                 chance=task.chance, num_params=num_params(state.params))
+
+def train_trials(configs_: list, workdirs: list[str], progress: bool = False,
+                 group: bool = True) -> list[dict]:
+  """Trains runs whose configs differ only in `GROUPABLE` train keys (seed,
+  learning rate, ...) as one program, each in its own workdir with the files of
+  a single run. Returns their summaries.
+
+  With `group`, parameters and optimizer state carry a leading run axis and the
+  steps are vmapped over it, on one device; each run keeps its own keys, data
+  and hyperparameters, so it computes what a run of its config alone computes
+  (to float32 rounding). A run that diverges is frozen and recorded while the
+  others train on. Finished runs are skipped; runs whose workdir another live
+  process holds are skipped with status `held`. Without `group` (one run, the
+  mesh of `config.mesh`), a held workdir is an error.
+  """
+  exps = [build(c) for c in configs_]
+  _same_program(configs_)
+  for config, workdir in zip(configs_, workdirs):
+    workdir_lib.check(workdir, config)
+  runs = [_Run(e, w, progress and not group) for e, w in zip(exps, workdirs)]
+  todo = [r for r in runs if not r.finished]
+  for r in runs:
+    if r.finished:
+      logging.warning("%s holds a finished run (%s at step %s); nothing to do.",
+                      r.workdir, r.previous["status"], r.previous.get("step"))
+  if not todo:
+    return [r.previous for r in runs]
+  todo = [r for r in todo if not _held(r, group)]
+  program = None
   try:
-    summary.update(_train_loop(exp, state, start, mngr, log))
-  except Exception as e:
-    summary.update(status="failed", error=f"{type(e).__name__}: {e}")
-    raise
+    while todo:  # compiled before any file is written: a step too big is refused
+      if program is None or program.runs != todo:
+        program = _Program(todo[0].exp, todo, group)
+        program.compile_abstract()
+      lost = [r for r in todo if not r.lock.acquire()]
+      if not lost:
+        break
+      for r in todo:  # another process took some in between: compile again
+        r.lock.release()
+      for r in lost:
+        _held(r, group, taken=True)
+      todo = [r for r in todo if r not in lost]
+    if todo:
+      with _stop_on_signals() as stop:
+        program.train(stop)
   finally:
-    mngr.wait_until_finished()
-    mngr.close()
-    log.close()
-    summary["wall_time_s"] = time.time() - start_time
-    summary["peak_memory_mb"] = peak_memory_mb()
-    summary.update(_best(log.records, task))
-    if writer:
-      workdir_lib.write_json(os.path.join(workdir, "summary.json"), summary)
-  return summary
+    for r in todo:
+      r.close()
+  return [r.previous if r.finished else
+          (dict(status="held", **r.summary) if r.status == "held" else r.result)
+          for r in runs]
 
 
-def _train_loop(exp: Experiment, state: TrainState, start: int, mngr, log) -> dict:
-  tc, task = exp.train, exp.task
-  train_step = make_train_step(exp)
-  train_batch = make_batch_fn(exp, TRAIN)
-  valid = {split: (make_eval_step(exp, split_task(exp, split)),
-                   make_batch_fn(exp, VALID, split_task(exp, split)))
-           for split in eval_splits(exp, "eval")}
-  pending = None   # (step, metrics) of the last step, fetched after the next one
-  tick, tick_step = time.time(), start
-  out = {}
-  if start < tc.steps:  # compiled ahead of time for its memory analysis; it trains
-    train_step = train_step.lower(state, train_batch(start)).compile()
-    out["step_temp_mb"] = compiled_temp_mb(train_step)
+def _held(r: _Run, group: bool, taken: bool = False) -> bool:
+  """True (and the run marked `held`) if another live process holds the run's
+  workdir; without `group` that is an error. `taken`: the lock could not be
+  acquired, so it is held even if its holder looked gone a moment ago."""
+  info = run_lock.holder(r.workdir)
+  if not taken and (info is None or info["live"] is False):
+    return False
+  message = (f"--workdir={r.workdir!r} is being trained by "
+             f"{run_lock.describe(info) if info else 'another process'}; wait "
+             "for it to finish or stop it, then rerun.")
+  if not group:
+    raise ConfigError(message)
+  logging.warning("%s", message)
+  r.status, r.summary = "held", dict(error=message, holder=info)
+  return True
 
-  def fetch(step, metrics):
-    nonlocal tick, tick_step
-    metrics = jax.device_get(metrics)
-    if not math.isfinite(metrics["loss"]):
-      raise Diverged(step)
-    if step % tc.log_every == 0 or step == tc.steps:
-      now = time.time()
-      metrics["steps_per_s"] = (step - tick_step) / max(now - tick, 1e-9)
-      tick, tick_step = now, step
-      log.write(step, "train", metrics)
-    shown = {task.metric: metrics[task.metric]} if task.metric in metrics else {}
-    log.progress(step, loss=metrics["loss"], **shown)
 
-  steps_start, t0 = start, time.time()
-  try:
+class _Program:
+  """The compiled steps of N runs that share one program, and the loop."""
+
+  def __init__(self, exp: Experiment, runs: list[_Run], group: bool):
+    self.exp, self.runs, self.group = exp, runs, group
+    if not group and len(runs) != 1:
+      raise ValueError("Without `group`, train one run at a time.")
+    self.seeds = [r.exp.train.seed for r in runs]
+    self.hp = {k: jnp.asarray([hyperparameters(r.exp.train)[k] for r in runs],
+                              jnp.float32) for k in HYPER_KEYS}
+
+  def _abstract_args(self):
+    exp, n = self.exp, len(self.runs)
+    batch = jax.eval_shape(lambda: exp.task.batch(exp.key(TRAIN, 0),
+                                                  exp.train.batch_size))
+    if not self.group:
+      return abstract_state(exp), batch
+    stack = lambda x: jax.ShapeDtypeStruct((n,) + x.shape, x.dtype)
+    state = jax.tree_util.tree_map(
+        stack, jax.eval_shape(_init_fn(exp), exp.key(INIT)))
+    keys = jax.eval_shape(lambda: stream_keys(self.seeds, DROPOUT))
+    flags = jax.ShapeDtypeStruct((n,), jnp.bool_)
+    return (state, flags, jax.tree_util.tree_map(stack, batch),
+            jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype),
+                                   self.hp), keys, flags)
+
+  def compile_abstract(self) -> None:
+    """Compiles the train step from shapes alone and checks that it fits."""
+    step = make_group_step(self.exp) if self.group else make_train_step(self.exp)
+    self.compiled = step.lower(*self._abstract_args()).compile()
+    check_fits(self.compiled, self.exp, len(self.runs))
+
+  def train(self, stop: dict) -> None:
+    exp, runs, tc = self.exp, self.runs, self.exp.train
+    launch_start = time.time()
+    writer = parallel.is_writer()
+    abstract = abstract_state(exp)
+    for r in runs:
+      r.open(writer, abstract)
+    self._init_carry()
+    n_params = num_params(abstract.params)
+    for r in runs:
+      r.num_params, r.group_size = n_params, len(runs) if self.group else 1
+      r.state = None  # the carry holds it now
+    start = min(r.start for r in runs)
+    starts = onp.asarray([r.start for r in runs])
+    extra = dict(step_temp_mb=compiled_temp_mb(self.compiled))
+    self.loop_steps, self.loop_time = 0, 0.0
+    try:
+      self._loop(start, starts, stop, launch_start, extra)
+    except Exception as e:
+      for r in runs:
+        if r.status == "running":
+          r.status, r.summary["error"] = "failed", f"{type(e).__name__}: {e}"
+          r.result = r.write_summary(launch_start, self.loop_steps,
+                                     self.loop_time, extra)
+      raise
+
+  def _init_carry(self) -> None:
+    exp, runs = self.exp, self.runs
+    if not self.group:
+      r = runs[0]
+      self.carry = r.state if r.state is not None else init_state(exp)
+      return
+    init = jax.jit(_init_fn(exp))
+    states = [r.state if r.state is not None else init(r.exp.key(INIT))
+              for r in runs]
+    state = jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *states)
+    self.carry = (state, jnp.ones(len(runs), jnp.bool_))
+    self.dropout_keys = stream_keys(self.seeds, DROPOUT)
+
+  def _params(self):
+    return self.carry[0].params if self.group else self.carry.params
+
+  def trial_state(self, n: int):
+    if not self.group:
+      return self.carry
+    return jax.tree_util.tree_map(lambda x: x[n], self.carry[0])
+
+  def _step(self, batch, started):
+    if not self.group:
+      self.carry, metrics = self.compiled(self.carry, batch)
+      return metrics
+    state, alive, metrics = self.compiled(*self.carry, batch, self.hp,
+                                          self.dropout_keys, jnp.asarray(started))
+    self.carry = (state, alive)
+    return metrics
+
+  def _evaluators(self, stream: str) -> dict:
+    exp, seeds = self.exp, self.seeds if self.group else None
+    return {split: (make_eval_step(exp, split_task(exp, split), self.group),
+                    make_batch_fn(exp, SPLITS[stream], split_task(exp, split), seeds))
+            for split in eval_splits(exp, stream)}
+
+  def _evaluate(self, evaluators: dict) -> dict:
+    """{split: [per-run metric dicts]} over `train.eval_batches` batches."""
+    out = {}
+    for split, (eval_step, batch_fn) in evaluators.items():
+      means = _mean_metrics(eval_step, self._params(), batch_fn,
+                            self.exp.train.eval_batches)
+      out[split] = [{k: float(onp.reshape(v, -1)[n]) for k, v in means.items()}
+                    for n in range(len(self.runs))]
+    return out
+
+  def _loop(self, start: int, starts, stop: dict, launch_start: float,
+            extra: dict) -> None:
+    exp, runs, tc, task = self.exp, self.runs, self.exp.train, self.exp.task
+    batch_fn = make_batch_fn(exp, TRAIN, seeds=self.seeds if self.group else None)
+    valid = self._evaluators("eval")
+    pending = None  # (step, metrics) of the last step, fetched after the next one
+    tick, tick_step = time.time(), start
+    t0 = time.time()
+    active = lambda: [r for r in runs if r.status == "running"]
+
+    def fetch(step, metrics):
+      nonlocal tick, tick_step
+      metrics = jax.device_get(metrics)
+      log_now = step % tc.log_every == 0 or step == tc.steps
+      if log_now:
+        now = time.time()
+        rate = (step - tick_step) / max(now - tick, 1e-9)
+        tick, tick_step = now, step
+      for n, r in enumerate(runs):
+        if r.status != "running" or r.start >= step:
+          continue
+        values = {k: onp.reshape(v, -1)[n] for k, v in metrics.items()}
+        if not math.isfinite(values["loss"]):
+          logging.warning("Loss is not finite at step %d in %s: the run "
+                          "diverged.", step, r.workdir)
+          r.status, r.step = "diverged", step
+          r.summary["diverged_at"] = step
+          continue
+        r.step = step
+        if log_now:
+          r.log.write(step, "train", dict(values, steps_per_s=rate))
+        shown = {task.metric: values[task.metric]} if task.metric in values else {}
+        r.log.progress(step, loss=values["loss"], **shown)
+
+    def checkpoint(step, results=None):
+      for n, r in enumerate(runs):
+        if r.status == "running" and r.saved < step:
+          eval_metrics = results["eval"][n] if results else None
+          checkpoints.save(r.mngr, step, self.trial_state(n), eval_metrics)
+          r.saved = step
+
+    def summaries():
+      self.loop_time = time.time() - t0
+      for r in runs:
+        r.result = r.write_summary(launch_start, self.loop_steps, self.loop_time,
+                                   extra)
+
     for i in range(start, tc.steps):
-      state, metrics = train_step(state, train_batch(i))
+      if stop["signal"] is not None or not active():
+        break
+      metrics = self._step(batch_fn(i), starts <= i)
+      self.loop_steps += 1
       if pending is not None:
         fetch(*pending)
       pending, step = (i + 1, metrics), i + 1
@@ -334,25 +737,38 @@ def _train_loop(exp: Experiment, state: TrainState, start: int, mngr, log) -> di
       if evaluate_now or step % tc.checkpoint_every == 0:
         fetch(*pending)
         pending = None
-        eval_metrics = None
-        if evaluate_now:
-          results = {split: evaluate(exp, state.params, split, *fns)
-                     for split, fns in valid.items()}
-          for split, result in results.items():
-            log.write(step, split, result)
-          eval_metrics = out["final"] = results["eval"]
-        checkpoints.save(mngr, step, state, eval_metrics)
+        results = None
+        if evaluate_now and active():
+          results = self._evaluate(valid)
+          for n, r in enumerate(runs):
+            if r.status == "running":
+              for split, per_run in results.items():
+                r.log.write(step, split, per_run[n])
+        checkpoint(step, results)
+        summaries()
     if pending is not None:
       fetch(*pending)
-  except Diverged as e:
-    logging.warning("Loss is not finite at step %d: the run diverged.", e.args[0])
-    return dict(status="diverged", step=e.args[0], diverged_at=e.args[0], **out)
-  out["steps_per_s"] = (tc.steps - steps_start) / max(time.time() - t0, 1e-9)
-  for split in eval_splits(exp, "test"):  # "test", then the extra sets
-    eval_step = valid["eval" + split[len("test"):]][0]  # same task, compiled
-    out[split] = evaluate(exp, state.params, split, eval_step)
-    log.write(tc.steps, split, out[split])
-  return dict(status="completed", step=tc.steps, **out)
+    if stop["signal"] is not None:
+      name = signal.Signals(stop["signal"]).name
+      for r in active():
+        checkpoint(r.step)
+        r.status = "interrupted"
+        r.summary["interrupted_by"] = name
+      summaries()
+      return
+    if active():  # the test splits, with the validation splits' compiled steps
+      seeds = self.seeds if self.group else None
+      tests = self._evaluate({
+          split: (valid["eval" + split[len("test"):]][0],
+                  make_batch_fn(exp, TEST, split_task(exp, split), seeds))
+          for split in eval_splits(exp, "test")})
+      for n, r in enumerate(runs):
+        if r.status == "running":
+          for split, per_run in tests.items():
+            r.summary[split] = per_run[n]
+            r.log.write(tc.steps, split, per_run[n])
+          r.status = "completed"
+    summaries()
 
 
 def _best(records: list[dict], task) -> dict:

@@ -100,6 +100,8 @@ def test_corrupt_checkpoint_is_set_aside_and_previous_used(tiny_config, tmp_path
     for name in files:
       with open(os.path.join(root, name), "wb") as f:
         f.write(b"garbage")
+  # As if killed after its last checkpoint: a finished run is never retrained.
+  os.remove(os.path.join(workdir, "summary.json"))
   summary = train.train_and_evaluate(tiny_config, workdir, progress=False)
 
   assert summary["status"] == "completed"
