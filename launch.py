@@ -35,6 +35,9 @@ _PROCESS_ID = flags.DEFINE_integer("process_id", None,
 _JOBS = flags.DEFINE_integer("jobs", 1, "--mode=sweep: trials run at once.")
 _SHARD = flags.DEFINE_string("sweep_shard", None,
                              "--mode=sweep: I/N, run only the I-th of N slices.")
+_GROUP_SIZE = flags.DEFINE_integer(
+    "group_size", None, "--mode=sweep: most trials trained together as one "
+    "program (default: 8 on a CPU, 32 with an accelerator).")
 _STEP = flags.DEFINE_integer("step", None, "--mode=eval: checkpoint step "
                              "(default: the best by the headline metric).")
 
@@ -75,9 +78,11 @@ def main(argv):
         raise ConfigError("--mode=sweep needs --config=experiments/NAME.py[:ARGS].")
       path, _, arg = spec.partition(":")
       counts = sweep.run(path, arg or None, _WORKDIR.value, _JOBS.value,
-                         _SHARD.value)
+                         _SHARD.value, _GROUP_SIZE.value)
       report.write(_WORKDIR.value)
-      return 1 if counts["failed"] else 0
+      if counts["interrupted"]:
+        return 130
+      return 1 if counts["failed"] or counts["held"] else 0
     if _MODE.value == "report":
       from seqjax import diagnostics, report  # pylint: disable=import-outside-toplevel
       if os.path.exists(os.path.join(_WORKDIR.value, "config.json")):
@@ -103,6 +108,11 @@ def main(argv):
       return 2
     summary = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
     print(json.dumps(summary, indent=2))
+    if summary["status"] == "interrupted":
+      print(f"interrupted by {summary['interrupted_by']} at step "
+            f"{summary['step']}; rerun the same command to resume.",
+            file=sys.stderr)
+      return 130
     return 0 if summary["status"] == "completed" else 1
   except ConfigError as e:
     print(f"error: {e}", file=sys.stderr)

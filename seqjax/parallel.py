@@ -128,7 +128,7 @@ def initialize(coordinator_address: str | None, num_processes: int | None,
   if explicit and (num_processes is None or process_id is None):
     raise ConfigError("--coordinator_address needs --num_processes and "
                       "--process_id too.")
-  if jax.config.jax_platforms in (None, "", "cpu") and not _has_accelerator():
+  if jax.config.jax_platforms in (None, "", "cpu") and not has_accelerator():
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
   if explicit:
     jax.distributed.initialize(coordinator_address, num_processes, process_id)
@@ -138,7 +138,7 @@ def initialize(coordinator_address: str | None, num_processes: int | None,
                jax.process_count(), jax.local_device_count(), jax.device_count())
 
 
-def _has_accelerator() -> bool:
+def has_accelerator() -> bool:
   """True if a GPU or TPU plugin is installed (checked without starting JAX)."""
   import importlib.util  # pylint: disable=import-outside-toplevel
   return any(importlib.util.find_spec(name) is not None

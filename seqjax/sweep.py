@@ -10,22 +10,33 @@ dicts, built with `values`, `product`, `zipped` and `chain`:
 
 Override keys: `arg.NAME` sets NAME in `get_config`'s argument (so the
 experiment itself builds, say, the model section of each architecture);
-`SECTION.KEY` sets a config value afterwards. Each trial runs in its own process
-(a crash of one never stops the others) in DIR/<trial name>/, with the files of
-a single run. Rerunning the command skips completed (and diverged) trials,
-resumes interrupted ones from their checkpoints and retries failed ones; a lock
-file per trial keeps two runners off the same trial. DIR/results.jsonl holds one
-line per trial.
+`SECTION.KEY` sets a config value afterwards.
+
+Trials whose configs differ only in values that do not change the compiled
+program (`train.GROUPABLE`: seed, learning rate, weight decay, clipping,
+warmup) train together as one group: one process, one vmapped program
+(`train.train_trials`), up to `group_size` trials. Each trial still runs in
+DIR/<trial name>/ with the files of a single run. Groups run in their own
+processes, `jobs` at a time on disjoint cores (or GPUs); a crash of one never
+stops the others, and a group's process dies with the runner. Rerunning the
+command skips finished (completed or diverged) trials, resumes interrupted
+ones from their checkpoints and retries failed ones; each trial's workdir lock
+(`run_lock`) keeps two processes off the same trial. DIR/results.jsonl holds one
+line per trial. Compiled programs are cached in DIR/.jax_cache (JAX's
+persistent compilation cache; JAX_COMPILATION_CACHE_DIR overrides it), so a
+rerun does not compile again.
 """
 
 import concurrent.futures
+import ctypes
 import fcntl
+import hashlib
 import importlib.util
 import itertools
 import json
 import os
 import re
-import socket
+import signal
 import subprocess
 import sys
 import threading
@@ -34,13 +45,15 @@ import time
 import ml_collections
 
 from seqjax import configs
+from seqjax import parallel
+from seqjax import run_lock
 from seqjax import workdir as workdir_lib
 from seqjax.errors import ConfigError
 
 FINAL = ("completed", "diverged")
 RESULT_KEYS = ("metric", "chance", "final", "best", "test", "num_params",
                "steps_per_s", "wall_time_s", "peak_memory_mb", "step_temp_mb",
-               "step")
+               "step", "group_size")
 
 
 def values(key: str, vals) -> list[dict]:
@@ -140,51 +153,6 @@ def shard(trials: list, spec: str | None) -> list:
   return trials[i::n]
 
 
-class TrialLock:
-  """DIR/<trial>/.lock, created exclusively; a lock whose process is gone (same
-  host) is stale and taken over."""
-
-  def __init__(self, trial_dir: str):
-    self.path = os.path.join(trial_dir, ".lock")
-    self.held = False
-
-  def acquire(self) -> bool:
-    os.makedirs(os.path.dirname(self.path), exist_ok=True)
-    for _ in range(2):
-      try:
-        fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-      except FileExistsError:
-        if not self._stale():
-          return False
-        os.remove(self.path)
-        continue
-      with os.fdopen(fd, "w") as f:
-        f.write(f"{socket.gethostname()} {os.getpid()}\n")
-      self.held = True
-      return True
-    return False
-
-  def _stale(self) -> bool:
-    try:
-      host, pid = open(self.path).read().split()
-    except (OSError, ValueError):
-      return False
-    if host != socket.gethostname():
-      return False
-    try:
-      os.kill(int(pid), 0)
-    except ProcessLookupError:
-      return True
-    except PermissionError:
-      return False
-    return False
-
-  def release(self) -> None:
-    if self.held:
-      os.remove(self.path)
-      self.held = False
-
-
 def record(workdir: str, name: str, overrides: dict, status: str,
            summary: dict | None, error: str | None = None) -> None:
   """Puts the trial's line in DIR/results.jsonl: appended if new, replaced in an
@@ -220,8 +188,27 @@ def read_results(workdir: str) -> list[dict]:
     return [json.loads(line) for line in f if line.strip()]
 
 
+def default_group_size() -> int:
+  """Trials per group: 8 on a CPU, 32 with an accelerator (GPU, TPU), where a
+  small model uses a sliver of the device. Decided without starting JAX."""
+  return 32 if parallel.has_accelerator() else 8
+
+
+def make_groups(path: str, arg: str | None, trials: list, size: int) -> list:
+  """Trials in groups of at most `size` that share a program, in trial order."""
+  configs.check_positive("--group_size", group_size=size)
+  from seqjax import train  # pylint: disable=import-outside-toplevel
+  module = load_experiment(path)
+  by_program = {}
+  for name, overrides in trials:
+    key = train.program_key(trial_config(module, arg, overrides))
+    by_program.setdefault(key, []).append((name, overrides))
+  return [members[i:i + size] for members in by_program.values()
+          for i in range(0, len(members), size)]
+
+
 def _slots(jobs: int) -> list[dict]:
-  """What each of `jobs` concurrent trials gets: a disjoint set of CPU cores
+  """What each of `jobs` concurrent groups gets: a disjoint set of CPU cores
   (sched_setaffinity), and a disjoint slice of CUDA_VISIBLE_DEVICES if set."""
   cores = sorted(os.sched_getaffinity(0))
   gpus = [g for g in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if g]
@@ -235,96 +222,202 @@ def _slots(jobs: int) -> list[dict]:
   return slots
 
 
-def _run_trial(path, arg, overrides, trial_dir, slot) -> tuple[int, str]:
-  env = dict(os.environ)
-  if "gpus" in slot:
-    env["CUDA_VISIBLE_DEVICES"] = ",".join(slot["gpus"])
-  env["XLA_FLAGS"] = " ".join(filter(None, [
-      env.get("XLA_FLAGS", ""), f"--xla_cpu_multi_thread_eigen={'true' if len(slot['cores']) > 1 else 'false'}"]))
-  job = json.dumps(dict(path=os.path.abspath(path), arg=arg, overrides=overrides,
-                        workdir=trial_dir, cores=slot["cores"]))
-  with open(os.path.join(trial_dir, "log.txt"), "a") as log:
-    proc = subprocess.run(
-        [sys.executable, "-m", "seqjax.sweep", job], env=env, stdout=log,
-        stderr=subprocess.STDOUT, check=False)
-  with open(os.path.join(trial_dir, "log.txt")) as log:
-    tail = log.read()[-2000:]
-  return proc.returncode, tail
+def group_log(workdir: str, names: list[str]) -> str:
+  digest = hashlib.sha1("\n".join(names).encode()).hexdigest()[:10]
+  return os.path.join(workdir, "groups", f"{digest}.log")
+
+
+class _Runner:
+  """Runs groups in child processes and keeps the counts; stops them all on
+  SIGINT or SIGTERM (they checkpoint and record `interrupted`)."""
+
+  def __init__(self, path, arg, workdir, jobs, out):
+    self.path, self.arg, self.workdir, self.out = path, arg, workdir, out
+    self.jobs = jobs
+    self.counts = dict(done=0, running=0, failed=0, interrupted=0, held=0)
+    self.held = {}
+    self.guard = threading.Lock()
+    self.free = list(_slots(jobs))
+    self.children = set()
+    self.stopping = False
+    self.started, self.durations, self.total = time.time(), [], 0
+
+  def show(self):
+    c = self.counts
+    left = self.total - c["done"] - c["failed"] - c["held"] - c["interrupted"]
+    eta = ""
+    if self.durations and left > 0:
+      mean = sum(self.durations) / len(self.durations)
+      eta = f", about {mean * left / self.jobs:.0f} s left"
+    print(f"[sweep] {c['done']} done, {c['running']} running, {c['failed']} "
+          f"failed, {c['interrupted']} interrupted, {c['held']} held elsewhere, "
+          f"of {self.total} trials{eta} ({time.time() - self.started:.0f} s)",
+          file=self.out, flush=True)
+
+  def stop(self, signum, frame=None):
+    del frame
+    self.stopping = True
+    with self.guard:
+      for child in self.children:
+        child.send_signal(signal.SIGTERM if signum == signal.SIGTERM
+                          else signal.SIGINT)
+
+  def group(self, members: list) -> None:
+    todo = []
+    for name, overrides in members:
+      trial_dir = os.path.join(self.workdir, name)
+      summary = workdir_lib.read_json(os.path.join(trial_dir, "summary.json"))
+      info = run_lock.holder(trial_dir)
+      if summary and summary.get("status") in FINAL:
+        record(self.workdir, name, overrides, summary["status"], summary)
+        self._count("done")
+      elif info and info["live"] is not False:
+        self.held[name] = run_lock.describe(info)
+        self._count("held")
+      else:
+        todo.append((name, overrides))
+    if not todo or self.stopping:
+      return
+    with self.guard:
+      self.counts["running"] += len(todo)
+      slot = self.free.pop()
+    t0 = time.time()
+    try:
+      code, tail = self._run(todo, slot)
+    finally:
+      with self.guard:
+        self.free.append(slot)
+        self.counts["running"] -= len(todo)
+    reported = workdir_lib.read_json(self._status_path(todo)) or {}
+    for name, overrides in todo:
+      if reported.get(name, {}).get("status") == "held":
+        self.held[name] = reported[name].get("error", "another process")
+        self._count("held")
+        continue
+      summary = workdir_lib.read_json(
+          os.path.join(self.workdir, name, "summary.json")) or {}
+      status = summary.get("status", "failed")
+      if status not in FINAL + ("interrupted",):
+        status = "failed"
+      error = None if status in FINAL else (summary.get("error") or tail)
+      record(self.workdir, name, overrides, status, summary, error=error)
+      self._count({"completed": "done", "diverged": "done"}.get(status, status))
+    self.durations.append((time.time() - t0) / len(todo))
+    self.show()
+
+  def _count(self, key: str) -> None:
+    with self.guard:
+      self.counts[key] += 1
+
+  def _status_path(self, members: list) -> str:
+    return group_log(self.workdir, [n for n, _ in members])[:-len(".log")] + ".json"
+
+  def _run(self, members: list, slot: dict) -> tuple[int, str]:
+    env = dict(os.environ)
+    if "gpus" in slot:
+      env["CUDA_VISIBLE_DEVICES"] = ",".join(slot["gpus"])
+    threads = "true" if len(slot["cores"]) > 1 else "false"
+    env["XLA_FLAGS"] = " ".join(filter(None, [
+        env.get("XLA_FLAGS", ""), f"--xla_cpu_multi_thread_eigen={threads}"]))
+    env.setdefault("JAX_COMPILATION_CACHE_DIR",
+                   os.path.join(os.path.abspath(self.workdir), ".jax_cache"))
+    names = [n for n, _ in members]
+    job = json.dumps(dict(
+        path=os.path.abspath(self.path), arg=self.arg, cores=slot["cores"],
+        parent=os.getpid(), status=self._status_path(members),
+        trials=[dict(name=n, overrides=o, workdir=os.path.join(self.workdir, n))
+                for n, o in members]))
+    if os.path.exists(self._status_path(members)):
+      os.remove(self._status_path(members))
+    log_path = group_log(self.workdir, names)
+    os.makedirs(os.path.dirname(log_path), exist_ok=True)
+    with open(log_path, "a") as log:
+      log.write(f"# {time.strftime('%Y-%m-%d %H:%M:%S')} trials: "
+                f"{', '.join(names)}\n")
+      log.flush()
+      with self.guard:
+        if self.stopping:
+          return 1, "the sweep was stopped"
+        # A session of its own: a terminal's Ctrl-C reaches the runner, which
+        # passes one signal on; the child dies with the runner (_die_with_parent).
+        proc = subprocess.Popen([sys.executable, "-m", "seqjax.sweep", job],
+                                env=env, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+        self.children.add(proc)
+      code = proc.wait()
+      with self.guard:
+        self.children.discard(proc)
+    with open(log_path) as log:
+      tail = log.read()[-2000:]
+    return code, tail
 
 
 def run(path: str, arg: str | None, workdir: str, jobs: int = 1,
-        shard_spec: str | None = None, out=sys.stdout) -> dict:
-  """Runs this shard's trials, `jobs` at a time; returns the counts by status."""
+        shard_spec: str | None = None, group_size: int | None = None,
+        out=sys.stdout) -> dict:
+  """Runs this shard's groups, `jobs` at a time; returns the counts by status
+  (`done`, `failed`, `interrupted`, `held`: held by another live process)."""
   configs.check_positive("--jobs", jobs=jobs)
-  trials = shard(expand(path, arg), shard_spec)
+  trials = expand(path, arg)
+  if group_size is None:
+    group_size = default_group_size()
+    print(f"[sweep] groups of up to {group_size} trials (the default "
+          f"{'with an accelerator' if group_size > 8 else 'on a CPU'}; "
+          "--group_size=N to change)", file=out, flush=True)
+  groups = shard(make_groups(path, arg, trials, group_size), shard_spec)
   os.makedirs(workdir, exist_ok=True)
-  counts = {"done": 0, "running": 0, "failed": 0, "skipped": 0}
-  total, started, durations = len(trials), time.time(), []
-  guard = threading.Lock()
-  free = list(_slots(jobs))
+  runner = _Runner(path, arg, workdir, jobs, out)
+  runner.total = sum(len(g) for g in groups)
+  previous = {s: signal.signal(s, runner.stop)
+              for s in (signal.SIGINT, signal.SIGTERM)
+              } if threading.current_thread() is threading.main_thread() else {}
+  try:
+    with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
+      for future in [pool.submit(runner.group, g) for g in groups]:
+        future.result()
+  finally:
+    for s, handler in previous.items():
+      signal.signal(s, handler)
+  runner.show()
+  for name, holder in sorted(runner.held.items()):
+    print(f"[sweep] {name} is held by {holder}; it was not run.", file=out)
+  if runner.stopping:
+    print("[sweep] stopped: running trials were checkpointed and recorded as "
+          "interrupted; rerun the same command to resume.", file=out)
+  return runner.counts
 
-  def show():
-    left = total - counts["done"] - counts["failed"] - counts["skipped"]
-    eta = ""
-    if durations:  # mean trial time, for what is left, `jobs` at a time
-      mean = sum(durations) / len(durations)
-      eta = f", about {mean * left / jobs:.0f} s left"
-    print(f"[sweep] {counts['done']} done, {counts['running']} running, "
-          f"{counts['failed']} failed, {counts['skipped']} held by another runner, "
-          f"of {total}{eta} ({time.time() - started:.0f} s)", file=out, flush=True)
 
-  def one(name, overrides):
-    trial_dir = os.path.join(workdir, name)
-    summary = workdir_lib.read_json(os.path.join(trial_dir, "summary.json"))
-    if summary and summary.get("status") in FINAL:
-      record(workdir, name, overrides, summary["status"], summary)
-      with guard:
-        counts["done"] += 1
-      return
-    lock = TrialLock(trial_dir)
-    if not lock.acquire():
-      with guard:
-        counts["skipped"] += 1
-        show()
-      return
-    with guard:
-      counts["running"] += 1
-      slot = free.pop()
-    t0, status = time.time(), "failed"
-    try:
-      code, tail = _run_trial(path, arg, overrides, trial_dir, slot)
-      summary = workdir_lib.read_json(os.path.join(trial_dir, "summary.json"))
-      status = summary.get("status") if summary else "failed"
-      if code != 0 and status not in FINAL:
-        status = "failed"
-      record(workdir, name, overrides, status, summary,
-             error=None if status in FINAL else tail)
-    finally:
-      lock.release()
-      with guard:
-        free.append(slot)
-        counts["running"] -= 1
-        counts["done" if status in FINAL else "failed"] += 1
-        durations.append(time.time() - t0)
-        show()
-
-  with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
-    for future in [pool.submit(one, n, o) for n, o in trials]:
-      future.result()
-  show()
-  return counts
+def _die_with_parent(parent: int) -> None:
+  """Linux: this process gets SIGTERM when the runner that started it dies
+  (so a trial never trains on unowned); it stops at a step boundary."""
+  try:
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+  except OSError:
+    return
+  if os.getppid() != parent:  # the runner died before prctl
+    os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _main(job_json: str) -> int:
-  """One trial, in its own process: `python -m seqjax.sweep JOB_JSON`."""
+  """One group, in its own process: `python -m seqjax.sweep JOB_JSON`."""
   from absl import logging  # pylint: disable=import-outside-toplevel
+  import jax  # pylint: disable=import-outside-toplevel
   from seqjax import train  # pylint: disable=import-outside-toplevel
   logging.set_verbosity(logging.WARNING)
   job = json.loads(job_json)
-  os.sched_setaffinity(0, job["cores"])  # this trial's share of the machine
-  config = trial_config(load_experiment(job["path"]), job["arg"], job["overrides"])
-  summary = train.train_and_evaluate(config, job["workdir"], progress=False)
-  return 0 if summary["status"] in FINAL else 1
+  _die_with_parent(job["parent"])
+  os.sched_setaffinity(0, job["cores"])  # this group's share of the machine
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+  module = load_experiment(job["path"])
+  trial_configs = [trial_config(module, job["arg"], t["overrides"])
+                   for t in job["trials"]]
+  summaries = train.train_trials(trial_configs,
+                                 [t["workdir"] for t in job["trials"]])
+  workdir_lib.write_json(job["status"], {
+      t["name"]: {k: s.get(k) for k in ("status", "error")}
+      for t, s in zip(job["trials"], summaries)})
+  return 0 if all(s["status"] in FINAL for s in summaries) else 1
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ from (seed, stream, step), dropout keys from (seed, step). Streams: 0 training,
 
 import contextlib
 import dataclasses
+import json
 import math
 import os
 import resource
@@ -387,18 +388,20 @@ def num_params(params) -> int:
   return int(sum(x.size for x in jax.tree_util.tree_leaves(params)))
 
 
+def program_key(config: ml_collections.ConfigDict) -> str:
+  """What the compiled program of a run depends on: its config without the
+  `GROUPABLE` train keys (clipping or not is part of the program). Runs with
+  equal keys can train together as one group."""
+  d = workdir_lib.config_dict(config)
+  train_cfg = {k: v for k, v in d["train"].items() if k not in GROUPABLE}
+  clips = d["train"]["grad_clip"] > 0
+  return json.dumps({**d, "train": train_cfg, "clips": clips}, sort_keys=True)
+
+
 def _same_program(configs_: list) -> None:
-  """Raises ValueError unless the configs differ only in `GROUPABLE` train keys
-  (a positive `grad_clip` and none are different programs)."""
-  def program(config):
-    d = workdir_lib.config_dict(config)
-    train_cfg = {k: v for k, v in d["train"].items() if k not in GROUPABLE}
-    return {**d, "train": train_cfg, "clips": d["train"]["grad_clip"] > 0}
-  first = program(configs_[0])
-  for config in configs_[1:]:
-    if program(config) != first:
-      raise ValueError("A group's configs must differ only in train."
-                       f"{{{', '.join(GROUPABLE)}}}.")
+  if len({program_key(c) for c in configs_}) > 1:
+    raise ValueError("A group's configs must differ only in train."
+                     f"{{{', '.join(GROUPABLE)}}}.")
 
 
 FINAL = ("completed", "diverged")

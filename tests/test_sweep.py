@@ -8,6 +8,7 @@ import sys
 import pytest
 
 from seqjax import report
+from seqjax import run_lock
 from seqjax import sweep
 from seqjax.errors import ConfigError
 
@@ -55,18 +56,31 @@ def test_shards_are_disjoint_and_complete():
     sweep.shard(trials, "3/2")
 
 
-def test_lock_keeps_a_second_runner_off_and_stale_locks_are_taken(tmp_path):
-  first, second = sweep.TrialLock(str(tmp_path)), sweep.TrialLock(str(tmp_path))
+def test_lock_keeps_a_second_process_off_and_stale_locks_are_taken(tmp_path):
+  first, second = run_lock.RunLock(str(tmp_path)), run_lock.RunLock(str(tmp_path))
   assert first.acquire()
   assert not second.acquire()
+  assert run_lock.holder(str(tmp_path))["live"] is True
   first.release()
   assert second.acquire()
   second.release()
-  with open(tmp_path / ".lock", "w") as f:  # a runner that died
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                          capture_output=True, text=True).stdout.strip()
-    f.write(f"{os.uname().nodename} {dead}\n")
-  assert sweep.TrialLock(str(tmp_path)).acquire()
+  host = os.uname().nodename
+  dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                        capture_output=True, text=True).stdout.strip()
+  with open(tmp_path / ".lock", "w") as f:  # a process that died
+    f.write(f"{host} {dead} 12345\n")
+  assert run_lock.holder(str(tmp_path))["live"] is False
+  assert run_lock.RunLock(str(tmp_path)).acquire()
+  os.remove(tmp_path / ".lock")
+  with open(tmp_path / ".lock", "w") as f:  # a live pid, reused by another process
+    f.write(f"{host} {os.getpid()} 1\n")
+  assert run_lock.holder(str(tmp_path))["live"] is False
+  os.remove(tmp_path / ".lock")
+  with open(tmp_path / ".lock", "w") as f:  # another host: never taken over
+    f.write(f"other-host {dead} 1\n")
+  assert run_lock.holder(str(tmp_path)) == dict(host="other-host", pid=int(dead),
+                                                 live=None)
+  assert not run_lock.RunLock(str(tmp_path)).acquire()
 
 
 def test_sweep_runs_resumes_records_failures_and_reports(tmp_path, monkeypatch):
@@ -78,7 +92,8 @@ def test_sweep_runs_resumes_records_failures_and_reports(tmp_path, monkeypatch):
                     sweep.values("train.learning_rate", [0.01, 0.001]))
   ] + [("fail=True", {"arg.fail": True})])
   counts = sweep.run(TINY, None, workdir, jobs=2, out=open(os.devnull, "w"))
-  assert counts == {"done": 4, "running": 0, "failed": 1, "skipped": 0}
+  assert counts == {"done": 4, "running": 0, "failed": 1, "interrupted": 0,
+                    "held": 0}
   results = {r["trial"]: r for r in sweep.read_results(workdir)}
   assert len(results) == 5
   assert results["fail=True"]["status"] == "failed"
