@@ -332,7 +332,7 @@ class _Runner:
     log_path = group_log(self.workdir, names)
     os.makedirs(os.path.dirname(log_path), exist_ok=True)
     with open(log_path, "a") as log:
-      log.write(f"# {time.strftime('%Y-%m-%d %H:%M:%S')} trials: "
+      log.write(f"# {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())} trials: "
                 f"{', '.join(names)}\n")
       log.flush()
       with self.guard:

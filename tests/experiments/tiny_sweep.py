@@ -13,7 +13,7 @@ from seqjax import tasks
 
 
 def get_config(arg=None) -> ml_collections.ConfigDict:
-  args = configs.parse_arg(arg, model="lstm", delay=4, fail=False)
+  args = configs.parse_arg(arg, model="lstm", delay=4, fail=False, grid="models")
   config = ml_collections.ConfigDict()
   config.task = tasks.task_config("copy_memory", delay=args.delay, num_symbols=2,
                                   alphabet=4)
@@ -23,13 +23,21 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
                       log_every=3, eval_every=3, eval_batches=1,
                       checkpoint_every=3)
   config.mesh = parallel.mesh_defaults()
+  if args.grid == "seeds":  # long enough to be killed while it trains
+    config.train.update(steps=400, checkpoint_every=20, eval_every=100,
+                        log_every=50)
   if args.fail:  # a trial that crashes: a schedule the optimizer rejects
     config.train.schedule = "bogus"
   return config
 
 
 def get_sweep(arg=None):
-  del arg
+  """grid=models: 8 trials in 4 groups; grid=seeds: 4 trials in one group."""
+  if configs.parse_arg(arg, model=str, delay=int, fail=False,
+                       grid="models").grid == "seeds":
+    return sweep.product(sweep.values("arg.delay", [4]),
+                         sweep.values("train.learning_rate", [0.01, 0.003]),
+                         sweep.values("train.seed", [0, 1]))
   return sweep.product(sweep.values("arg.model", ["lstm", "gru"]),
                        sweep.values("arg.delay", [2, 4]),
                        sweep.values("train.learning_rate", [0.01, 0.001]))

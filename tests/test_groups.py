@@ -1,0 +1,264 @@
+"""Trial groups: many runs in one vmapped program, each still a run of its own;
+and the run lifecycle (finished, interrupted, held, too big)."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as onp
+import pytest
+
+from seqjax import checkpoints
+from seqjax import metric_log
+from seqjax import models
+from seqjax import run_lock
+from seqjax import sweep
+from seqjax import train
+from seqjax.errors import ConfigError
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = os.path.join(ROOT, "tests", "experiments", "tiny_sweep.py")
+WALL_CLOCK = ("steps_per_s", "wall_time_s", "train_time_s", "peak_memory_mb")
+
+
+def _variant(config, **train_values):
+  config = config.copy_and_resolve_references()
+  config.train.update(**train_values)
+  return config
+
+
+def _records(workdir):
+  return [{k: v for k, v in r.items() if k != "steps_per_s"}
+          for r in metric_log.read(os.path.join(workdir, "metrics.jsonl"))]
+
+
+def _assert_logs_agree(a, b, rtol):
+  ra, rb = _records(a), _records(b)
+  assert [(r["step"], r["split"]) for r in ra] == [(r["step"], r["split"]) for r in rb]
+  for x, y in zip(ra, rb):
+    for key in x:
+      assert x[key] == pytest.approx(y[key], rel=rtol, abs=1e-6, nan_ok=True), (
+          key, x, y)
+
+
+def _assert_runs_agree(a, b, rtol, learning_rate, steps=6):
+  """Two runs' logs agree to `rtol`, and their final parameters to rounding.
+
+  Adam's update of a parameter whose gradient is near zero is dominated by
+  rounding (m / sqrt(v) of noise), so such a parameter may move anywhere within
+  the learning rate per step: elementwise, parameters agree to 2 lr per step,
+  and on average to 1e-5.
+  """
+  _assert_logs_agree(a, b, rtol)
+  pa, pb = checkpoints.load(a, steps).params, checkpoints.load(b, steps).params
+  diffs = [onp.abs(x - y) for x, y in zip(jax.tree_util.tree_leaves(pa),
+                                          jax.tree_util.tree_leaves(pb))]
+  assert max(float(d.max()) for d in diffs) <= 2 * learning_rate * steps
+  assert float(onp.mean(onp.concatenate([d.ravel() for d in diffs]))) < 1e-5
+
+
+@pytest.mark.parametrize("model", ["lstm", "transformer"])
+def test_a_grouped_run_equals_its_solo_run(tiny_config, tmp_path, model):
+  if model == "transformer":
+    tiny_config.model = models.model_config("transformer", width=8, num_layers=1,
+                                            num_heads=2)
+  variants = [_variant(tiny_config, seed=0, learning_rate=1e-2),
+              _variant(tiny_config, seed=1, learning_rate=3e-3, warmup_steps=2,
+                       weight_decay=0.1, grad_clip=0.5),
+              _variant(tiny_config, seed=2, learning_rate=1e38)]  # diverges
+  grouped = train.train_trials(variants, [str(tmp_path / f"g{i}") for i in range(3)])
+  assert [s["status"] for s in grouped] == ["completed", "completed", "diverged"]
+  assert all(s["group_size"] == 3 for s in grouped)
+  for i, config in enumerate(variants):
+    solo = train.train_and_evaluate(config, str(tmp_path / f"s{i}"), progress=False)
+    assert solo["status"] == grouped[i]["status"]
+    assert solo["step"] == grouped[i]["step"]
+    if solo["status"] == "diverged":
+      assert solo["diverged_at"] == grouped[i]["diverged_at"]
+      _assert_logs_agree(str(tmp_path / f"g{i}"), str(tmp_path / f"s{i}"), 1e-5)
+      continue
+    # Adam divides by the root of tiny second moments early on, which amplifies
+    # float32 rounding (vmapped matmuls sum in another order) over six steps.
+    _assert_runs_agree(str(tmp_path / f"g{i}"), str(tmp_path / f"s{i}"), rtol=1e-4,
+                       learning_rate=config.train.learning_rate)
+    # Each trial stays a run: --mode=eval works on it unchanged.
+    assert train.evaluate_checkpoint(str(tmp_path / f"g{i}"))["step"] > 0
+
+
+def test_the_first_steps_of_a_group_equal_solo_steps_to_rounding(tiny_config):
+  variants = [_variant(tiny_config, seed=s, learning_rate=lr)
+              for s, lr in ((0, 1e-2), (3, 3e-3))]
+  exps = [train.build(c) for c in variants]
+  group_step = train.make_group_step(exps[0])
+  init = jax.jit(train._init_fn(exps[0]))  # pylint: disable=protected-access
+  state = jax.tree_util.tree_map(lambda *x: onp.stack(x),
+                                 *[init(e.key(train.INIT)) for e in exps])
+  hp = {k: onp.asarray([train.hyperparameters(e.train)[k] for e in exps],
+                       onp.float32) for k in train.HYPER_KEYS}
+  keys = train.stream_keys([0, 3], train.DROPOUT)
+  batches = train.make_batch_fn(exps[0], train.TRAIN, seeds=[0, 3])
+  alive = started = onp.ones(2, bool)
+  for n, exp in enumerate(exps):
+    solo_state = train.init_state(exp)
+    assert all(onp.array_equal(x, y[n]) for x, y in zip(
+        jax.tree_util.tree_leaves(solo_state), jax.tree_util.tree_leaves(state)))
+  solo = [(train.init_state(e), train.make_train_step(e),
+           train.make_batch_fn(e, train.TRAIN)) for e in exps]
+  for i in range(3):
+    state, alive, metrics = group_step(state, alive, batches(i), hp, keys, started)
+    for n, (s, step, batch_fn) in enumerate(solo):
+      assert onp.array_equal(batch_fn(i)["inputs"], batches(i)["inputs"][n])
+      s, m = step(s, batch_fn(i))
+      solo[n] = (s, step, batch_fn)
+      for key in m:
+        assert float(metrics[key][n]) == pytest.approx(float(m[key]), rel=1e-5)
+
+
+def test_grouping_rules(tmp_path):
+  groupable = sweep.product(sweep.values("train.learning_rate", [0.01, 0.001]),
+                            sweep.values("train.seed", [0, 1]),
+                            sweep.values("train.weight_decay", [0.0, 0.1]),
+                            sweep.values("train.warmup_steps", [1, 2]),
+                            sweep.values("train.grad_clip", [0.5, 1.0]))
+  trials = [(sweep.trial_name(o), o) for o in groupable]
+  groups = sweep.make_groups(TINY, None, trials, size=100)
+  assert len(groups) == 1 and len(groups[0]) == 32
+  assert [len(g) for g in sweep.make_groups(TINY, None, trials, size=12)] == [12, 12, 8]
+  splitting = [{"arg.model": "gru"}, {"arg.delay": 2}, {"train.steps": 7},
+               {"train.batch_size": 2}, {"train.grad_clip": 0.0},
+               {"train.schedule": "constant"}]
+  trials = [("base", {})] + [(sweep.trial_name(o), o) for o in splitting]
+  assert len(sweep.make_groups(TINY, None, trials, size=100)) == 7
+  with pytest.raises(ConfigError, match="--group_size.group_size must be positive"):
+    sweep.make_groups(TINY, None, trials, size=0)
+
+
+def _launch(*args, **kwargs):
+  return subprocess.run([sys.executable, os.path.join(ROOT, "launch.py"), *args],
+                        cwd=ROOT, capture_output=True, text=True, timeout=300,
+                        **kwargs)
+
+
+def _summary(workdir):
+  with open(os.path.join(workdir, "summary.json")) as f:
+    return json.load(f)
+
+
+def test_sigkill_of_a_grouped_sweep_then_rerun_equals_an_uninterrupted_one(tmp_path):
+  args = [f"--config={TINY}:grid=seeds", "--mode=sweep", "--jobs=1"]
+  reference, killed = str(tmp_path / "reference"), str(tmp_path / "killed")
+  env = dict(os.environ)
+  assert _launch(*args, f"--workdir={reference}", env=env).returncode == 0
+  proc = subprocess.Popen(
+      [sys.executable, os.path.join(ROOT, "launch.py"), *args,
+       f"--workdir={killed}"], cwd=ROOT, env=env, start_new_session=True,
+      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  names = [r["trial"] for r in sweep.read_results(reference)]
+  ckpt = os.path.join(killed, names[0], "checkpoints")
+  deadline = time.time() + 200
+  while time.time() < deadline and not (
+      os.path.isdir(ckpt) and any(d.isdigit() and int(d) >= 40
+                                  for d in os.listdir(ckpt))):
+    time.sleep(0.01)
+  os.killpg(proc.pid, signal.SIGKILL)  # the runner and its group, at once
+  proc.wait()
+  assert not os.path.exists(os.path.join(killed, names[0], "summary.json")) or (
+      _summary(os.path.join(killed, names[0]))["status"] == "running"), (
+          "the group finished before it was killed; the test did not test resume")
+  result = _launch(*args, f"--workdir={killed}", env=env)
+  assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+  assert sorted(r["trial"] for r in sweep.read_results(killed)) == sorted(names)
+  for name in names:
+    a, b = os.path.join(killed, name), os.path.join(reference, name)
+    assert _records(a) == _records(b), name
+    for key in ("status", "step", "final", "best", "test", "group_size"):
+      assert _summary(a)[key] == _summary(b)[key], (name, key)
+
+
+def test_a_finished_run_relaunched_is_left_as_it_is(tiny_config, tmp_path):
+  workdir = str(tmp_path / "run")
+  first = train.train_and_evaluate(tiny_config, workdir, progress=False)
+  files = {}
+  for root, _, names in os.walk(workdir):
+    for name in names:
+      path = os.path.join(root, name)
+      files[path] = (os.path.getmtime(path), open(path, "rb").read())
+  again = train.train_and_evaluate(tiny_config, workdir, progress=False)
+  assert again == json.loads(json.dumps(first))
+  for path, (mtime, data) in files.items():
+    assert os.path.getmtime(path) == mtime and open(path, "rb").read() == data, path
+
+
+TINY_RUN = ["--config=experiments/copy_memory.py:quick,delay=4",
+            "--config.model.width=16", "--config.train.steps=600",
+            "--config.train.checkpoint_every=10", "--config.train.eval_every=100",
+            "--config.train.log_every=50", "--config.train.eval_batches=1"]
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_sigterm_and_sigint_checkpoint_and_a_relaunch_resumes_exactly(
+    tmp_path, signum):
+  reference, stopped = str(tmp_path / "reference"), str(tmp_path / "stopped")
+  assert _launch(*TINY_RUN, f"--workdir={reference}").returncode == 0
+  proc = subprocess.Popen(
+      [sys.executable, os.path.join(ROOT, "launch.py"), *TINY_RUN,
+       f"--workdir={stopped}"], cwd=ROOT, stdout=subprocess.PIPE,
+      stderr=subprocess.PIPE, text=True)
+  log = os.path.join(stopped, "metrics.jsonl")
+  deadline = time.time() + 200
+  while time.time() < deadline and not (
+      os.path.exists(log) and len(metric_log.read(log)) >= 2):
+    time.sleep(0.01)
+  proc.send_signal(signum)
+  _, err = proc.communicate(timeout=120)
+  assert proc.returncode == 130, err[-2000:]
+  assert "Traceback" not in err
+  summary = _summary(stopped)
+  assert summary["status"] == "interrupted" and 0 < summary["step"] < 600
+  assert summary["interrupted_by"] == signal.Signals(signum).name
+  ckpt = os.path.join(stopped, "checkpoints")
+  assert max(int(d) for d in os.listdir(ckpt) if d.isdigit()) == summary["step"]
+
+  result = _launch(*TINY_RUN, f"--workdir={stopped}")
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert _records(stopped) == _records(reference)
+  resumed = _summary(stopped)
+  for key in ("final", "best", "test", "status"):
+    assert resumed[key] == _summary(reference)[key]
+  # Times add up over both launches.
+  assert resumed["wall_time_s"] > summary["wall_time_s"]
+  assert resumed["train_steps"] == 600 + 0 and resumed["steps_per_s"] > 0
+
+
+def test_a_second_launcher_on_a_held_workdir_is_refused(tiny_config, tmp_path):
+  workdir = str(tmp_path / "run")
+  holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+  try:
+    os.makedirs(workdir)
+    with open(os.path.join(workdir, run_lock.NAME), "w") as f:
+      start = run_lock._start_time(holder.pid)  # pylint: disable=protected-access
+      f.write(f"{os.uname().nodename} {holder.pid} {start}\n")
+    with pytest.raises(ConfigError, match=f"process {holder.pid} on host"):
+      train.train_and_evaluate(tiny_config, workdir, progress=False)
+    assert os.listdir(workdir) == [run_lock.NAME]  # nothing written
+  finally:
+    holder.kill()
+    holder.wait()
+  # The holder is gone: its stale lock is taken over.
+  assert train.train_and_evaluate(tiny_config, workdir,
+                                  progress=False)["status"] == "completed"
+  assert not os.path.exists(os.path.join(workdir, run_lock.NAME))
+
+
+def test_a_step_too_big_for_the_device_is_refused_before_anything_is_written(
+    tiny_config, tmp_path):
+  tiny_config.train.batch_size = 10**7
+  tiny_config.model.width = 4096
+  workdir = str(tmp_path / "run")
+  with pytest.raises(ConfigError, match="train.batch_size=10000000"):
+    train.train_and_evaluate(tiny_config, workdir, progress=False)
+  assert not os.path.exists(workdir)
