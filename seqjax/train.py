@@ -534,14 +534,15 @@ def train_trials(configs_: list, workdirs: list[str], progress: bool = False,
                       r.workdir, r.previous["status"], r.previous.get("step"))
   if not todo:
     return [r.previous for r in runs]
-  todo = [r for r in todo if not _held(r, group)]
+  writer = parallel.is_writer()  # of several processes, the first holds locks
+  todo = [r for r in todo if not (writer and _held(r, group))]
   program = None
   try:
     while todo:  # compiled before any file is written: a step too big is refused
       if program is None or program.runs != todo:
         program = _Program(todo[0].exp, todo, group)
         program.compile_abstract()
-      lost = [r for r in todo if not r.lock.acquire()]
+      lost = [r for r in todo if writer and not r.lock.acquire()]
       if not lost:
         break
       for r in todo:  # another process took some in between: compile again
@@ -606,7 +607,9 @@ class _Program:
   def compile_abstract(self) -> None:
     """Compiles the train step from shapes alone and checks that it fits."""
     step = make_group_step(self.exp) if self.group else make_train_step(self.exp)
+    t0 = time.time()
     self.compiled = step.lower(*self._abstract_args()).compile()
+    self.compile_s = time.time() - t0
     check_fits(self.compiled, self.exp, len(self.runs))
 
   def train(self, stop: dict) -> None:
@@ -623,7 +626,8 @@ class _Program:
       r.state = None  # the carry holds it now
     start = min(r.start for r in runs)
     starts = onp.asarray([r.start for r in runs])
-    extra = dict(step_temp_mb=compiled_temp_mb(self.compiled))
+    extra = dict(step_temp_mb=compiled_temp_mb(self.compiled),
+                 compile_s=self.compile_s)
     self.loop_steps, self.loop_time = 0, 0.0
     try:
       self._loop(start, starts, stop, launch_start, extra)
