@@ -56,3 +56,12 @@ def test_recurrent_layouts_agree(length):
     assert row[name]["max_grad_diff"] < 1e-4, name
   assert row["layer_matmul_gflop"] == pytest.approx(6 * 2 * 2 * length * 8 * 32 / 1e9)
   assert row["roofline_ms"] > 0
+
+
+def test_sweep_throughput():
+  rows = run("benchmarks.sweep_throughput", "--steps=2", "--models=lstm",
+             "--length=4", "--jobs=2")
+  assert [r["way"] for r in rows] == ["per_trial", "grouped", "rerun"]
+  for row in rows:
+    assert row["trials"] == 6 and row["trial_steps"] == 12
+    assert row["statuses"] == ["completed"] and row["trial_steps_per_s"] > 0

@@ -262,3 +262,46 @@ def test_a_step_too_big_for_the_device_is_refused_before_anything_is_written(
   with pytest.raises(ConfigError, match="train.batch_size=10000000"):
     train.train_and_evaluate(tiny_config, workdir, progress=False)
   assert not os.path.exists(workdir)
+
+
+def test_ctrl_c_on_a_sweep_stops_its_trials_as_interrupted_and_a_rerun_finishes(
+    tmp_path):
+  workdir = str(tmp_path / "sweep")
+  args = [sys.executable, os.path.join(ROOT, "launch.py"),
+          f"--config={TINY}:grid=seeds", "--mode=sweep", f"--workdir={workdir}"]
+  proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True)
+  deadline = time.time() + 200
+  first = None
+  while time.time() < deadline and first is None:
+    first = next((os.path.join(workdir, d, "checkpoints") for d in
+                  (os.listdir(workdir) if os.path.isdir(workdir) else [])
+                  if os.path.isdir(os.path.join(workdir, d, "checkpoints"))
+                  and os.listdir(os.path.join(workdir, d, "checkpoints"))), None)
+    time.sleep(0.01)
+  proc.send_signal(signal.SIGINT)  # what a terminal's Ctrl-C sends the runner
+  out, err = proc.communicate(timeout=200)
+  assert proc.returncode == 130, out[-2000:] + err[-2000:]
+  assert "Traceback" not in err
+  results = sweep.read_results(workdir)
+  assert len(results) == 4
+  assert {r["status"] for r in results} == {"interrupted"}, results
+  rerun = _launch(*args[2:])
+  assert rerun.returncode == 0, rerun.stdout[-2000:]
+  assert {r["status"] for r in sweep.read_results(workdir)} == {"completed"}
+  assert len(sweep.read_results(workdir)) == 4
+
+
+def test_trials_held_by_another_host_are_named_and_the_sweep_exits_non_zero(
+    tmp_path):
+  workdir = str(tmp_path / "sweep")
+  names = [n for n, _ in sweep.expand(TINY, "grid=seeds")]
+  os.makedirs(os.path.join(workdir, names[0]))
+  with open(os.path.join(workdir, names[0], run_lock.NAME), "w") as f:
+    f.write("node-7 4242 99\n")
+  result = _launch(f"--config={TINY}:grid=seeds", "--mode=sweep",
+                   f"--workdir={workdir}")
+  assert result.returncode == 1
+  assert f"{names[0]} is held by process 4242 on host node-7" in result.stdout
+  done = {r["trial"] for r in sweep.read_results(workdir)}
+  assert done == set(names[1:])
