@@ -49,6 +49,7 @@ from seqjax import sweep
 def get_config(arg=None):
   config = long_dependency.get_config(arg)
   config.train.steps = {_STEPS.value}
+  config.train.warmup_steps = min(config.train.warmup_steps, {_STEPS.value} // 10)
   return config
 
 def get_sweep(arg=None):
@@ -62,10 +63,12 @@ def get_sweep(arg=None):
 
 def run(path: str, workdir: str, *extra: str) -> dict:
   t0 = time.time()
-  subprocess.run([sys.executable, os.path.join(ROOT, "launch.py"),
-                  f"--config={path}:task=copy_memory,quick", "--mode=sweep",
-                  f"--workdir={workdir}", f"--jobs={_JOBS.value}", *extra],
-                 check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
+  done = subprocess.run([sys.executable, os.path.join(ROOT, "launch.py"),
+                         f"--config={path}:task=copy_memory,quick", "--mode=sweep",
+                         f"--workdir={workdir}", f"--jobs={_JOBS.value}", *extra],
+                        check=False, cwd=ROOT, capture_output=True, text=True)
+  if done.returncode:
+    raise RuntimeError(f"the sweep failed:\n{done.stdout[-3000:]}{done.stderr[-3000:]}")
   wall = time.time() - t0
   results = sweep.read_results(workdir)
   summaries = [workdir_lib.read_json(os.path.join(workdir, r["trial"],
