@@ -5,7 +5,9 @@ architecture. At each point the learning rate is chosen on the validation
 stream (the `final` eval metrics of summary.json, averaged over seeds) and the
 number reported is the test stream's (`test`) for that learning rate: mean,
 min and max over seeds. The chance level is drawn. Beside it, what training
-cost: step time (1 / steps per second) and peak memory.
+cost: step time (1 / steps per second) and the compiled step's temporary
+memory, per trial: a trial that trained in a group of N shares the group's
+step, so both are the group's divided by N (amortised); and peak memory.
 
 The dependency length of a trial is its first numeric override that is not a
 training setting (`task.delay`, `arg.length`, ...).
@@ -72,14 +74,21 @@ def aggregate(workdir: str) -> dict:
           valid=valid[pick], test_mean=_mean(test), test_min=min(test),
           test_max=max(test), seeds=len(chosen),
           diverged=sum(t["status"] == "diverged" for t in chosen),
-          step_ms=_mean(1e3 / t["steps_per_s"] for t in chosen
+          step_ms=_mean(1e3 / t["steps_per_s"] / _group(t) for t in chosen
                         if t.get("steps_per_s")),
           peak_memory_mb=_mean(t["peak_memory_mb"] for t in chosen
                                if t.get("peak_memory_mb")),
-          step_temp_mb=_mean(t.get("step_temp_mb") for t in chosen),
+          step_temp_mb=_mean(t["step_temp_mb"] / _group(t) for t in chosen
+                             if t.get("step_temp_mb") is not None),
+          group_size=max(_group(t) for t in chosen),
           num_params=chosen[0].get("num_params")))
     report[task] = dict(meta[task], mode=mode, points=rows)
   return report
+
+
+def _group(trial: dict) -> int:
+  """Trials that trained together in one program with this one (1: alone)."""
+  return trial.get("group_size") or 1
 
 
 def _mean(xs) -> float:
@@ -99,7 +108,9 @@ def write(workdir: str) -> dict:
   workdir_lib.write_json(os.path.join(workdir, "report.json"), report)
   lines = [f"# Sweep report: {os.path.basename(os.path.abspath(workdir))}", "",
            "Learning rate chosen per point on the validation stream; the test "
-           "stream's metric reported (mean, min-max over seeds).", ""]
+           "stream's metric reported (mean, min-max over seeds). Step time and "
+           "step temp memory are per trial, amortised over the trial group "
+           "(the group's divided by its size, column `group`).", ""]
   for task, data in report.items():
     metric, chance = data["metric"], data["chance"]
     png = f"{task}_{metric}.png"
@@ -109,13 +120,13 @@ def write(workdir: str) -> dict:
     lines += [f"## {task}: {metric} (chance {chance:.4g}) against "
               f"{data['length_key']}", "", f"![{metric}]({png})", f"![cost]({cost})",
               "", "| model | length | lr | valid | test mean | test min-max | seeds "
-              "| diverged | step (ms) | step temp (MB) | peak memory (MB) | params |",
-              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+              "| diverged | group | step (ms) | step temp (MB) | peak memory (MB) | params |",
+              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for p in data["points"]:
       lines.append(
           f"| {p['model']} | {p['length']} | {p['learning_rate']} | "
           f"{p['valid']:.4g} | {p['test_mean']:.4g} | {p['test_min']:.4g}-"
-          f"{p['test_max']:.4g} | {p['seeds']} | {p['diverged']} | "
+          f"{p['test_max']:.4g} | {p['seeds']} | {p['diverged']} | {p['group_size']} | "
           f"{p['step_ms']:.3g} | {p['step_temp_mb']:.4g} | {p['peak_memory_mb']:.4g} | "
           f"{p['num_params']} |")
     lines.append("")
