@@ -6,6 +6,7 @@ into the frozen dataclass that builds them, and rejects unknown keys.
 """
 
 import dataclasses
+import math
 from typing import Any
 
 import ml_collections
@@ -83,7 +84,17 @@ def to_dataclass(table: dict[str, type], cfg: ml_collections.ConfigDict,
     raise ConfigError(
         f"Unknown keys {sorted(f'{where}.{k}' for k in unknown)} for "
         f"{where}.name={cfg.name!r}; allowed: {', '.join(sorted(names))}.")
+  check_finite(where, values)
   return cls(**values)
+
+
+def check_finite(where: str, values: dict) -> None:
+  """Refuses a float value (or one inside a list) that is inf or nan."""
+  for key, value in values.items():
+    items = value if isinstance(value, (list, tuple)) else [value]
+    if any(isinstance(v, float) and not math.isfinite(v) for v in items):
+      raise ConfigError(f"{where}.{key}={value!r} is not a finite number; give "
+                        "a finite value.")
 
 
 def check_positive(where: str, **values: float) -> None:
