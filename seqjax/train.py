@@ -277,8 +277,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     logging.info("Resuming from step %d in %s", start, workdir)
   log = metric_log.MetricLog(workdir, start, tc.steps, progress and writer,
                              write=writer)
-  summary = dict(status="running", step=start, metric=task.metric,
-                 chance=task.chance, num_params=num_params(state.params))
+  summary = dict(status="running", step=start, **base.describe(task),
+                 num_params=num_params(state.params))
   try:
     summary.update(_train_loop(exp, state, start, mngr, log))
   except Exception as e:
@@ -363,8 +363,14 @@ def _best(records: list[dict], task) -> dict:
   pick = max if task.mode == "max" else min
   strip = lambda r: {k: v for k, v in r.items() if k not in ("split",)}
   # Ties go to the latest step, as in the checkpoint manager's BestN policy.
-  best = pick(reversed(evals), key=lambda r: r[task.metric])
+  # A metric that was not finite is null in a file read back: never the best.
+  worst = -math.inf if task.mode == "max" else math.inf
+  best = pick(reversed(evals), key=lambda r: _or(r[task.metric], worst))
   return dict(final=strip(evals[-1]), best=strip(best))
+
+
+def _or(value, default):
+  return default if value is None or not math.isfinite(value) else value
 
 
 def evaluate_checkpoint(workdir: str, step: int | None = None) -> dict:
