@@ -18,9 +18,14 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
-MAIN_JOB = ("python launch.py --config=experiments/copy_memory.py:quick "
-            "--workdir=runs/copy_quick")
+# The README's main job; tests/test_launch.py checks that the README says the same.
+MAIN_JOB = ("python launch.py --config=experiments/long_dependency.py:quick "
+            "--mode=sweep --jobs=2 --workdir=runs/long_dependency_quick")
 MODES = ("train", "eval", "sweep", "report")
+# The modes that use each mode-specific flag; any other mode refuses it.
+FLAG_MODES = {"config": ("train", "eval", "sweep"), "step": ("eval",),
+              "eval_batches": ("eval",), "jobs": ("sweep",),
+              "sweep_shard": ("sweep",)}
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Experiment config file, optionally with :ARGS.")
@@ -37,6 +42,9 @@ _SHARD = flags.DEFINE_string("sweep_shard", None,
                              "--mode=sweep: I/N, run only the I-th of N slices.")
 _STEP = flags.DEFINE_integer("step", None, "--mode=eval: checkpoint step "
                              "(default: the best by the headline metric).")
+_EVAL_BATCHES = flags.DEFINE_integer(
+    "eval_batches", None, "--mode=eval: batches per split (default: the run's "
+    "train.eval_batches; a dataset task's whole split).")
 
 
 def usage() -> str:
@@ -65,17 +73,22 @@ def main(argv):
     if _MODE.value not in MODES:
       raise ConfigError(f"--mode={_MODE.value!r} is not allowed; choose one of "
                         f"{', '.join(MODES)}.")
+    check_mode_flags(_MODE.value)
     if not _WORKDIR.value:
       raise ConfigError("--workdir is required.")
+    from seqjax import configs, workdir  # pylint: disable=import-outside-toplevel
+    workdir.check_name_length(_WORKDIR.value)
     if _MODE.value == "sweep":
       from seqjax import report, sweep  # pylint: disable=import-outside-toplevel
       spec = next((a.split("=", 1)[1] for a in sys.argv
                    if a.startswith("--config=")), None)
       if spec is None:
         raise ConfigError("--mode=sweep needs --config=experiments/NAME.py[:ARGS].")
+      workdir.check_writable(_WORKDIR.value)
       path, _, arg = spec.partition(":")
       counts = sweep.run(path, arg or None, _WORKDIR.value, _JOBS.value,
-                         _SHARD.value)
+                         _SHARD.value, overrides=configs.overrides_from_argv(
+                             sys.argv, _CONFIG.value))
       report.write(_WORKDIR.value)
       return 1 if counts["failed"] else 0
     if _MODE.value == "report":
@@ -93,9 +106,9 @@ def main(argv):
       return 0
     if _MODE.value == "eval":
       if _CONFIG.value is not None:
-        from seqjax import workdir  # pylint: disable=import-outside-toplevel
         workdir.check(_WORKDIR.value, _CONFIG.value)
-      result = train.evaluate_checkpoint(_WORKDIR.value, _STEP.value)
+      result = train.evaluate_checkpoint(_WORKDIR.value, _STEP.value,
+                                         eval_batches=_EVAL_BATCHES.value)
       print(json.dumps(result, indent=2))
       return 0
     if _CONFIG.value is None:
@@ -109,18 +122,41 @@ def main(argv):
     return 2
 
 
+def check_mode_flags(mode: str) -> None:
+  """Refuses a flag given to a mode that cannot use it."""
+  from seqjax.errors import ConfigError  # pylint: disable=import-outside-toplevel
+  for name, modes in FLAG_MODES.items():
+    if flags.FLAGS[name].present and mode not in modes:
+      raise ConfigError(
+          f"--{name} is not used by --mode={mode}; it serves --mode="
+          f"{' and --mode='.join(modes)}. Drop it.")
+
+
 def parse_flags(argv: list[str]) -> list[str]:
   """absl's parser, with bad config input reported in a paragraph, no traceback."""
-  path = next((a.split("=", 1)[1].split(":")[0] for a in argv
-               if a.startswith("--config=")), None)
-  if path is not None and not os.path.isfile(path):
-    print(f"error: --config file {path!r} does not exist.\n{usage()}",
-          file=sys.stderr)
-    sys.exit(2)
+  spec = next((a.split("=", 1)[1] for a in argv if a.startswith("--config=")),
+              None)
+  if spec is not None:
+    check_config_file(spec)
   try:
     return flags.FLAGS(argv)
   except (flags.Error, AttributeError, KeyError) as e:
     print(f"error: {explain_flag_error(e, argv)}", file=sys.stderr)
+    sys.exit(2)
+
+
+def check_config_file(spec: str) -> None:
+  """Loads the --config file and runs its get_config before absl does, so that
+  a missing file, a syntax error or an exception in it is one paragraph naming
+  the file and line."""
+  from seqjax import configs  # pylint: disable=import-outside-toplevel
+  from seqjax.errors import ConfigError  # pylint: disable=import-outside-toplevel
+  path, _, arg = spec.partition(":")
+  try:
+    configs.get_config(configs.load_module(path), arg or None)
+  except ConfigError as e:
+    print(f"error: {e}" + (f"\n{usage()}" if not os.path.isfile(path) else ""),
+          file=sys.stderr)
     sys.exit(2)
 
 

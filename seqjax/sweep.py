@@ -21,7 +21,6 @@ line per trial.
 import concurrent.futures
 import fcntl
 import hashlib
-import importlib.util
 import itertools
 import json
 import os
@@ -88,12 +87,7 @@ def trial_name(overrides: dict) -> str:
 
 
 def load_experiment(path: str):
-  if not os.path.isfile(path):
-    raise ConfigError(f"--config file {path!r} does not exist.")
-  spec = importlib.util.spec_from_file_location("_experiment", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+  return configs.load_module(path)
 
 
 def trial_config(module, arg: str | None, overrides: dict
@@ -104,7 +98,7 @@ def trial_config(module, arg: str | None, overrides: dict
               for item in filter(None, (arg or "").split(",")))
   args.update({k[len("arg."):]: str(v) for k, v in overrides.items()
                if k.startswith("arg.")})
-  config = module.get_config(",".join(f"{k}={v}" for k, v in args.items()))
+  config = configs.get_config(module, ",".join(f"{k}={v}" for k, v in args.items()))
   for key, value in overrides.items():
     if key.startswith("arg."):
       continue

@@ -53,12 +53,15 @@ def check_writable(workdir: str) -> None:
     raise ConfigError(
         f"--workdir={workdir!r} is not writable ({existing!r} does not allow "
         "writing); choose a directory you can write to.")
-  check_name_length(workdir, existing)
+  check_name_length(workdir)
 
 
-def check_name_length(workdir: str, existing: str) -> None:
+def check_name_length(workdir: str) -> None:
   """Refuses a component of `workdir` longer than the file system of its nearest
-  existing ancestor `existing` allows (NAME_MAX)."""
+  existing ancestor allows (NAME_MAX)."""
+  existing = os.path.abspath(workdir)
+  while not os.path.exists(existing):
+    existing = os.path.dirname(existing)
   limit = os.pathconf(existing, "PC_NAME_MAX")
   for part in os.path.abspath(workdir).split(os.sep):
     if len(os.fsencode(part)) > limit:

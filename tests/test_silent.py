@@ -350,3 +350,82 @@ def test_loading_a_damaged_checkpoint_is_a_config_error(trained, tmp_path):
   with pytest.raises(ConfigError, match=r"checkpoints/6 cannot be read.*--step of \[4, 6\]"):
     checkpoints.load(workdir, 6)
   assert checkpoints.load(workdir, 4).step == 4
+
+
+# --- 5d. --config.KEY=VALUE in --mode=sweep ----------------------------------
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY_SWEEP = os.path.join(ROOT, "tests", "experiments", "tiny_sweep.py")
+
+
+def test_command_line_overrides_apply_to_every_trial_after_its_own():
+  plain = sweep.expand(TINY_SWEEP, None)
+  trials = sweep.expand(TINY_SWEEP, None, {"model.width": 4, "task.delay": 9})
+  assert [n for n, _ in trials] == [n for n, _ in plain]  # names unchanged
+  module = sweep.load_experiment(TINY_SWEEP)
+  for (_, own), (_, merged) in zip(plain, trials):
+    assert merged == {**own, "model.width": 4, "task.delay": 9}
+    config = sweep.trial_config(module, None, merged)
+    assert (config.model.width, config.task.delay) == (4, 9)  # after arg.delay
+  with pytest.raises(ConfigError, match="names no config key"):
+    sweep.expand(TINY_SWEEP, None, {"model.widht": 4})
+
+
+def test_overrides_are_read_from_argv_with_the_parsed_values():
+  config = ml_collections.ConfigDict({"model": {"width": 16}, "train": {"lr": 0.5}})
+  argv = ["launch.py", "--config=x.py", "--config.model.width=16",
+          "--config.train.lr=0.5", "--mode=sweep"]
+  assert configs.overrides_from_argv(argv, config) == {"model.width": 16,
+                                                       "train.lr": 0.5}
+
+
+def test_launch_sweep_applies_command_line_overrides(tmp_path):
+  import subprocess, sys  # pylint: disable=import-outside-toplevel,multiple-imports
+  workdir = str(tmp_path / "sweep")
+  result = subprocess.run(
+      [sys.executable, "launch.py", f"--config={TINY_SWEEP}", "--mode=sweep",
+       f"--workdir={workdir}", "--sweep_shard=0/8", "--config.model.width=4"],
+      cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
+  assert result.returncode == 0, result.stderr[-2000:]
+  line, = sweep.read_results(workdir)
+  assert line["overrides"]["model.width"] == 4
+  stored = workdir_lib.read_json(os.path.join(workdir, line["trial"], "config.json"))
+  assert stored["model"]["width"] == 4
+
+
+# --- 11. evaluation size and exact passes over a dataset's split -------------
+
+
+def test_a_dataset_split_is_evaluated_exactly_once_per_example():
+  from seqjax import train  # pylint: disable=import-outside-toplevel
+  config = ml_collections.ConfigDict()
+  config.task = tasks.task_config("sequential_digits", layout="patches",
+                                  valid_size=10, test_size=20)
+  config.model = models.model_config("lstm", width=8)
+  config.train = configs.train_defaults()
+  config.train.update(batch_size=4, eval_batches=50)
+  exp = train.build(config)
+  params = train.init_state(exp).params
+  metrics, examples = train.evaluate_split(exp, params, "eval")
+  assert examples == 10  # 4 + 4 + 2, not 50 batches drawn with replacement
+  data = exp.task.data("eval")
+  logits = exp.model.apply({"params": params}, data["inputs"])[:, -1]
+  labels = onp.asarray(data["labels"])
+  assert metrics["accuracy"] == pytest.approx(
+      float(onp.mean(onp.argmax(logits, -1) == labels)))
+  nll = -jax.nn.log_softmax(logits)[onp.arange(10), labels]
+  assert metrics["loss"] == pytest.approx(float(jnp.mean(nll)), rel=1e-5)
+  assert train.evaluate_split(exp, params, "eval", num_batches=2)[1] == 8
+  assert train.evaluate_split(exp, params, "test")[1] == 20
+
+
+def test_eval_batches_sets_the_size_of_a_checkpoint_evaluation(trained):
+  from seqjax import train  # pylint: disable=import-outside-toplevel
+  config, workdir = trained
+  before = workdir_lib.read_json(os.path.join(workdir, "config.json"))
+  result = train.evaluate_checkpoint(workdir, 6, eval_batches=3)
+  assert result["examples"]["eval"] == result["examples"]["test"] == 3 * 4
+  assert workdir_lib.read_json(os.path.join(workdir, "config.json")) == before
+  assert train.evaluate_checkpoint(workdir, 6)["examples"]["eval"] == 2 * 4
+  with pytest.raises(ConfigError, match="--eval_batches=0 must be positive"):
+    train.evaluate_checkpoint(workdir, 6, eval_batches=0)

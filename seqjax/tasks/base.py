@@ -18,6 +18,10 @@ A task is a frozen dataclass whose fields are its config (`config.task`), with:
               [B, T] (the shifted targets, teacher forcing).
   metrics(outputs, batch) -> dict of scalar metrics of one batch, `loss` included.
 Optional:
+  data(split), sample(data, key, batch_size), examples(data, index_B) -> a dataset
+              task: the arrays of split "train", "eval" or "test"; a batch drawn
+              with replacement (training); the batch of the given examples
+              (evaluation passes over a split in order, every example once).
   baselines -> {name: {"value", "metric", "what"}}: informed baselines beside the
               uniform `chance`, each the value of `metric` that a stated simple
               strategy reaches (`what`). `describe` reads them.
