@@ -7,7 +7,6 @@ This file is intentionally short; everything else is an importable library.
 """
 
 import glob
-import importlib.util
 import json
 import os
 import re
@@ -162,8 +161,6 @@ def check_config_file(spec: str) -> None:
 
 def explain_flag_error(e: Exception, argv: list[str]) -> str:
   text = str(e)
-  if "ConfigError: " in text:  # raised by get_config, wrapped with its traceback
-    return text.rsplit("ConfigError: ", 1)[1].strip()
   if isinstance(e, (AttributeError, KeyError)):  # --config.a.b=... names no key
     match = re.search(r"\w+", text)
     key = match.group(0) if match else text
@@ -179,17 +176,15 @@ def explain_flag_error(e: Exception, argv: list[str]) -> str:
 
 def allowed_keys(argv: list[str], parent: str) -> str:
   """The keys of config section `parent`, read from the --config file."""
+  from seqjax import configs  # pylint: disable=import-outside-toplevel
   spec = next((a.split("=", 1)[1] for a in argv if a.startswith("--config=")), "")
   path, _, arg = spec.partition(":")
+  node = configs.get_config(configs.load_module(path), arg or None)
   try:
-    module_spec = importlib.util.spec_from_file_location("_config", path)
-    module = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(module)
-    node = module.get_config(arg or None)
     for part in filter(None, parent.split(".")):
       node = node[part]
     return ", ".join(sorted(node.keys()))
-  except Exception:  # pylint: disable=broad-except
+  except (KeyError, AttributeError):  # `parent` is not a section of the config
     return "(see the config file)"
 
 
