@@ -7,7 +7,6 @@ This file is intentionally short; everything else is an importable library.
 """
 
 import glob
-import importlib.util
 import json
 import os
 import re
@@ -18,9 +17,14 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
-MAIN_JOB = ("python launch.py --config=experiments/copy_memory.py:quick "
-            "--workdir=runs/copy_quick")
+# The README's main job; tests/test_launch.py checks that the README says the same.
+MAIN_JOB = ("python launch.py --config=experiments/long_dependency.py:quick "
+            "--mode=sweep --jobs=2 --workdir=runs/long_dependency_quick")
 MODES = ("train", "eval", "sweep", "report")
+# The modes that use each mode-specific flag; any other mode refuses it.
+FLAG_MODES = {"config": ("train", "eval", "sweep"), "step": ("eval",),
+              "eval_batches": ("eval",), "jobs": ("sweep",),
+              "sweep_shard": ("sweep",)}
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Experiment config file, optionally with :ARGS.")
@@ -40,6 +44,9 @@ _GROUP_SIZE = flags.DEFINE_integer(
     "program (default: 8 on a CPU, 32 with an accelerator).")
 _STEP = flags.DEFINE_integer("step", None, "--mode=eval: checkpoint step "
                              "(default: the best by the headline metric).")
+_EVAL_BATCHES = flags.DEFINE_integer(
+    "eval_batches", None, "--mode=eval: batches per split (default: the run's "
+    "train.eval_batches; a dataset task's whole split).")
 
 
 def usage() -> str:
@@ -68,17 +75,22 @@ def main(argv):
     if _MODE.value not in MODES:
       raise ConfigError(f"--mode={_MODE.value!r} is not allowed; choose one of "
                         f"{', '.join(MODES)}.")
+    check_mode_flags(_MODE.value)
     if not _WORKDIR.value:
       raise ConfigError("--workdir is required.")
+    from seqjax import configs, workdir  # pylint: disable=import-outside-toplevel
+    workdir.check_name_length(_WORKDIR.value)
     if _MODE.value == "sweep":
       from seqjax import report, sweep  # pylint: disable=import-outside-toplevel
       spec = next((a.split("=", 1)[1] for a in sys.argv
                    if a.startswith("--config=")), None)
       if spec is None:
         raise ConfigError("--mode=sweep needs --config=experiments/NAME.py[:ARGS].")
+      workdir.check_writable(_WORKDIR.value)
       path, _, arg = spec.partition(":")
       counts = sweep.run(path, arg or None, _WORKDIR.value, _JOBS.value,
-                         _SHARD.value, _GROUP_SIZE.value)
+                         _SHARD.value, _GROUP_SIZE.value,
+                         overrides=configs.overrides_from_argv(sys.argv, _CONFIG.value))
       report.write(_WORKDIR.value)
       if counts["interrupted"]:
         return 130
@@ -98,9 +110,9 @@ def main(argv):
       return 0
     if _MODE.value == "eval":
       if _CONFIG.value is not None:
-        from seqjax import workdir  # pylint: disable=import-outside-toplevel
         workdir.check(_WORKDIR.value, _CONFIG.value)
-      result = train.evaluate_checkpoint(_WORKDIR.value, _STEP.value)
+      result = train.evaluate_checkpoint(_WORKDIR.value, _STEP.value,
+                                         eval_batches=_EVAL_BATCHES.value)
       print(json.dumps(result, indent=2))
       return 0
     if _CONFIG.value is None:
@@ -119,14 +131,22 @@ def main(argv):
     return 2
 
 
+def check_mode_flags(mode: str) -> None:
+  """Refuses a flag given to a mode that cannot use it."""
+  from seqjax.errors import ConfigError  # pylint: disable=import-outside-toplevel
+  for name, modes in FLAG_MODES.items():
+    if flags.FLAGS[name].present and mode not in modes:
+      raise ConfigError(
+          f"--{name} is not used by --mode={mode}; it serves --mode="
+          f"{' and --mode='.join(modes)}. Drop it.")
+
+
 def parse_flags(argv: list[str]) -> list[str]:
   """absl's parser, with bad config input reported in a paragraph, no traceback."""
-  path = next((a.split("=", 1)[1].split(":")[0] for a in argv
-               if a.startswith("--config=")), None)
-  if path is not None and not os.path.isfile(path):
-    print(f"error: --config file {path!r} does not exist.\n{usage()}",
-          file=sys.stderr)
-    sys.exit(2)
+  spec = next((a.split("=", 1)[1] for a in argv if a.startswith("--config=")),
+              None)
+  if spec is not None:
+    check_config_file(spec)
   try:
     return flags.FLAGS(argv)
   except (flags.Error, AttributeError, KeyError) as e:
@@ -134,10 +154,23 @@ def parse_flags(argv: list[str]) -> list[str]:
     sys.exit(2)
 
 
+def check_config_file(spec: str) -> None:
+  """Loads the --config file and runs its get_config before absl does, so that
+  a missing file, a syntax error or an exception in it is one paragraph naming
+  the file and line."""
+  from seqjax import configs  # pylint: disable=import-outside-toplevel
+  from seqjax.errors import ConfigError  # pylint: disable=import-outside-toplevel
+  path, _, arg = spec.partition(":")
+  try:
+    configs.get_config(configs.load_module(path), arg or None)
+  except ConfigError as e:
+    print(f"error: {e}" + (f"\n{usage()}" if not os.path.isfile(path) else ""),
+          file=sys.stderr)
+    sys.exit(2)
+
+
 def explain_flag_error(e: Exception, argv: list[str]) -> str:
   text = str(e)
-  if "ConfigError: " in text:  # raised by get_config, wrapped with its traceback
-    return text.rsplit("ConfigError: ", 1)[1].strip()
   if isinstance(e, (AttributeError, KeyError)):  # --config.a.b=... names no key
     match = re.search(r"\w+", text)
     key = match.group(0) if match else text
@@ -153,17 +186,15 @@ def explain_flag_error(e: Exception, argv: list[str]) -> str:
 
 def allowed_keys(argv: list[str], parent: str) -> str:
   """The keys of config section `parent`, read from the --config file."""
+  from seqjax import configs  # pylint: disable=import-outside-toplevel
   spec = next((a.split("=", 1)[1] for a in argv if a.startswith("--config=")), "")
   path, _, arg = spec.partition(":")
+  node = configs.get_config(configs.load_module(path), arg or None)
   try:
-    module_spec = importlib.util.spec_from_file_location("_config", path)
-    module = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(module)
-    node = module.get_config(arg or None)
     for part in filter(None, parent.split(".")):
       node = node[part]
     return ", ".join(sorted(node.keys()))
-  except Exception:  # pylint: disable=broad-except
+  except (KeyError, AttributeError):  # `parent` is not a section of the config
     return "(see the config file)"
 
 

@@ -1,9 +1,16 @@
 """Orbax checkpoints under DIR/checkpoints/: save, resume, restore a trained model.
 
 The manager keeps the last `keep_checkpoints` steps plus the best one by the
-task's headline eval metric. A checkpoint that fails to restore is moved aside to
-DIR/corrupt_checkpoints/<step> with a warning (never deleted), and the previous
-good one is used.
+task's headline eval metric. Before a checkpoint is restored its stored tree
+(leaf paths, shapes and dtypes, read from Orbax's metadata without reading the
+arrays) is compared with the state the current code builds:
+
+- a checkpoint that cannot be read (files missing or cut short) is moved aside to
+  DIR/corrupt_checkpoints/<step> with a warning (never deleted), and the
+  previous one is tried;
+- a checkpoint that reads but does not match the state (the model's code
+  changed) stops with a ConfigError saying which leaves differ: setting it aside
+  would set every checkpoint aside and silently restart from step 0.
 """
 
 import dataclasses
@@ -12,10 +19,18 @@ import shutil
 from typing import Any
 
 from absl import logging
+from etils import epath
+import jax
 import orbax.checkpoint as ocp
 from orbax.checkpoint.checkpoint_managers import preservation_policy as pp
 
 from seqjax.errors import ConfigError
+
+ITEM = "default"  # the item directory of a single-item checkpoint manager
+
+
+class Unreadable(Exception):
+  """A checkpoint whose files cannot be read."""
 
 
 def manager(workdir: str, keep: int, metric: str, mode: str,
@@ -35,13 +50,74 @@ def save(mngr: ocp.CheckpointManager, step: int, state: Any,
 
 
 def restore_latest(mngr: ocp.CheckpointManager, abstract_state: Any):
-  """Restores the newest checkpoint that loads; returns (state, step) or (None, 0)."""
+  """Restores the newest checkpoint that reads; returns (state, step) or (None, 0).
+
+  Raises ConfigError for a checkpoint that does not match `abstract_state`.
+  """
   for step in sorted(mngr.all_steps(), reverse=True):
     try:
-      return mngr.restore(step, args=ocp.args.StandardRestore(abstract_state)), step
-    except Exception as e:  # pylint: disable=broad-except
-      _set_aside(mngr, step, e)
+      return restore(mngr, step, abstract_state), step
+    except Unreadable as e:
+      _set_aside(mngr, step, e.__cause__ or e)
   return None, 0
+
+
+def restore(mngr: ocp.CheckpointManager, step: int, abstract_state: Any):
+  """Checkpoint `step` restored into `abstract_state`'s shapes and shardings.
+
+  Raises Unreadable for missing or damaged files, ConfigError for a stored tree
+  that differs from `abstract_state`.
+  """
+  path = os.path.join(str(mngr.directory), str(step))
+  check_matches(path, stored_leaves(path), leaves(abstract_state))
+  try:
+    return mngr.restore(step, args=ocp.args.StandardRestore(abstract_state))
+  except Exception as e:  # pylint: disable=broad-except
+    # The tree matches, so what fails is reading the arrays: TensorStore raises
+    # a bare Exception for a chunk cut short, ValueError for a missing one.
+    raise Unreadable(f"{path}: {type(e).__name__}") from e
+
+
+def leaves(tree) -> dict[str, tuple]:
+  """{leaf path "params/backbone/...": (shape, dtype)} of a state or of Orbax
+  metadata (dataclass fields, named tuples and dicts all read as names)."""
+  def name(key):
+    for attr in ("key", "name", "idx"):
+      if hasattr(key, attr):
+        return str(getattr(key, attr))
+    return str(key)
+  return {"/".join(map(name, path)): (tuple(x.shape), str(x.dtype))
+          for path, x in jax.tree_util.tree_flatten_with_path(tree)[0]}
+
+
+def stored_leaves(path: str) -> dict[str, tuple]:
+  """The leaves of checkpoint directory `path`, from its metadata only; raises
+  Unreadable when the metadata is missing, damaged or empty."""
+  try:
+    metadata = ocp.StandardCheckpointHandler().metadata(
+        epath.Path(path) / ITEM)
+  except (OSError, ValueError) as e:  # missing files; JSON cut short
+    raise Unreadable(f"{path}: {type(e).__name__}") from e
+  stored = leaves(metadata)
+  if not stored:
+    raise Unreadable(f"{path}: its metadata lists no arrays")
+  return stored
+
+
+def check_matches(path: str, stored: dict, expected: dict) -> None:
+  """Raises ConfigError naming the leaves whose presence, shape or dtype differ."""
+  diffs = [f"{k}: stored {stored.get(k, 'nothing')}, expected "
+           f"{expected.get(k, 'nothing')}"
+           for k in sorted(set(stored) | set(expected),
+                           key=lambda k: (not k.startswith("params/"), k))
+           if stored.get(k) != expected.get(k)]
+  if diffs:
+    shown = "; ".join(diffs[:5]) + (f"; and {len(diffs) - 5} more"
+                                    if len(diffs) > 5 else "")
+    raise ConfigError(
+        f"Checkpoint {path} does not match the state the current code builds "
+        f"({len(diffs)} leaves differ: {shown}). Did the model's code change? "
+        "Restore it with the code that wrote it, or start a new workdir.")
 
 
 def _set_aside(mngr, step: int, error: Exception) -> None:
@@ -50,10 +126,14 @@ def _set_aside(mngr, step: int, error: Exception) -> None:
                      str(step))
   logging.warning("Checkpoint %s does not restore (%s: %s); moved it to %s and "
                   "trying the previous one.", src, type(error).__name__,
-                  str(error).splitlines()[0] if str(error) else "", dst)
+                  _first_line(error), dst)
   os.makedirs(os.path.dirname(dst), exist_ok=True)
   shutil.move(src, dst + ("" if not os.path.exists(dst) else f".{os.getpid()}"))
   mngr.reload()
+
+
+def _first_line(error: Exception) -> str:
+  return str(error).splitlines()[0] if str(error) else ""
 
 
 @dataclasses.dataclass
@@ -86,6 +166,14 @@ def load(workdir: str, step: int | None = None) -> Restored:
   elif step not in steps:
     raise ConfigError(f"--step={step} has no checkpoint in {workdir!r}; "
                       f"available: {sorted(steps)}.")
-  state = mngr.restore(step, args=ocp.args.StandardRestore(train.abstract_state(exp)))
-  mngr.close()
+  try:
+    state = restore(mngr, step, train.abstract_state(exp))
+  except Unreadable as e:
+    cause = e.__cause__ or e
+    raise ConfigError(
+        f"Checkpoint {os.path.join(str(mngr.directory), str(step))} cannot be "
+        f"read ({type(cause).__name__}: {_first_line(cause)}); choose another "
+        f"--step of {sorted(steps)}.") from None
+  finally:
+    mngr.close()
   return Restored(config, exp.task, exp.model, state.params, int(step))

@@ -6,6 +6,10 @@ into the frozen dataclass that builds them, and rejects unknown keys.
 """
 
 import dataclasses
+import importlib.util
+import math
+import os
+import traceback
 from typing import Any
 
 import ml_collections
@@ -50,6 +54,61 @@ def _convert(key: str, value: str, default: Any) -> Any:
     ) from None
 
 
+def load_module(path: str):
+  """The experiment file `path` as a module; a missing file or one that does
+  not run (a syntax error, an exception at import) is a ConfigError naming the
+  file and line."""
+  if not os.path.isfile(path):
+    raise ConfigError(f"--config file {path!r} does not exist.")
+  spec = importlib.util.spec_from_file_location("_experiment", path)
+  module = importlib.util.module_from_spec(spec)
+  try:
+    spec.loader.exec_module(module)
+  except SyntaxError as e:
+    raise ConfigError(f"--config file {e.filename}, line {e.lineno}: "
+                      f"SyntaxError: {e.msg}.") from None
+  except Exception as e:  # pylint: disable=broad-except
+    raise _failure(path, "loading it", e) from None
+  return module
+
+
+def get_config(module, arg: str | None) -> ml_collections.ConfigDict:
+  """`module.get_config(arg)`; an exception other than ConfigError becomes one
+  naming the file and line where it was raised."""
+  try:
+    return module.get_config(arg)
+  except ConfigError:
+    raise
+  except Exception as e:  # pylint: disable=broad-except
+    raise _failure(module.__file__, f"get_config({arg!r})", e) from None
+
+
+def _failure(path: str, doing: str, e: Exception) -> ConfigError:
+  frames = traceback.extract_tb(e.__traceback__)
+  here = [f for f in frames if os.path.abspath(f.filename) == os.path.abspath(path)]
+  frame = (here or frames)[-1]
+  return ConfigError(
+      f"--config file {path}: {doing} raised {type(e).__name__}: {e} (at "
+      f"{frame.filename}, line {frame.lineno}, in {frame.name}).")
+
+
+def overrides_from_argv(argv: list[str], config: ml_collections.ConfigDict,
+                        flag: str = "config") -> dict:
+  """{"model.width": 16} for each `--config.model.width=...` of `argv`, with the
+  value the flag parser gave it in `config` (typed like the config's value;
+  the parser has already refused unknown keys)."""
+  prefix = f"--{flag}."
+  out = {}
+  for item in argv:
+    if item.startswith(prefix) and "=" in item:
+      key = item[len(prefix):].split("=", 1)[0]
+      node = config
+      for part in key.split("."):
+        node = node[part]
+      out[key] = node
+  return out
+
+
 def section(name: str, table: dict[str, type], where: str, **overrides: Any
             ) -> ml_collections.ConfigDict:
   """A config section `{name, field: default, ...}` from a dataclass in `table`."""
@@ -83,7 +142,17 @@ def to_dataclass(table: dict[str, type], cfg: ml_collections.ConfigDict,
     raise ConfigError(
         f"Unknown keys {sorted(f'{where}.{k}' for k in unknown)} for "
         f"{where}.name={cfg.name!r}; allowed: {', '.join(sorted(names))}.")
+  check_finite(where, values)
   return cls(**values)
+
+
+def check_finite(where: str, values: dict) -> None:
+  """Refuses a float value (or one inside a list) that is inf or nan."""
+  for key, value in values.items():
+    items = value if isinstance(value, (list, tuple)) else [value]
+    if any(isinstance(v, float) and not math.isfinite(v) for v in items):
+      raise ConfigError(f"{where}.{key}={value!r} is not a finite number; give "
+                        "a finite value.")
 
 
 def check_positive(where: str, **values: float) -> None:

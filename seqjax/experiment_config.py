@@ -12,8 +12,9 @@ variant (a run that finishes on a laptop CPU):
 
 The experiment's model settings are experiment-wide defaults, so each applies
 to the models that have that field: `num_layers` sizes an LSTM and is not
-given to `rnn_encdec`, which has no such field. What a user overrides on the
-command line (`--config.model.x=...`) stays strict: an unknown key is an error.
+given to `rnn_encdec`, which has no such field. A setting that no model has is
+a typo and is refused. What a user overrides on the command line
+(`--config.model.x=...`) stays strict: an unknown key is an error.
 """
 
 import ml_collections
@@ -35,6 +36,7 @@ def build(task: ml_collections.ConfigDict, model: str, quick: bool, *,
   updated by `train` (then `quick_train` when quick); the mesh defaults."""
   defaults = models.model_config(model)  # refuses an unknown name
   settings = {**model_settings, **(quick_model or {} if quick else {})}
+  _check_model_keys(settings)
   config = ml_collections.ConfigDict()
   config.task = task
   config.model = models.model_config(
@@ -45,3 +47,13 @@ def build(task: ml_collections.ConfigDict, model: str, quick: bool, *,
     config.train.update(**(quick_train or {}))
   config.mesh = parallel.mesh_defaults()
   return config
+
+
+def _check_model_keys(settings: dict) -> None:
+  """Refuses a model setting that no model in `models.MODELS` has."""
+  known = set().union(*(models.model_config(name).keys() for name in models.MODELS))
+  unknown = sorted(set(settings) - known)
+  if unknown:
+    raise configs.ConfigError(
+        f"Model settings {unknown} name no field of any model; valid keys: "
+        f"{', '.join(sorted(known - {'name'}))}.")

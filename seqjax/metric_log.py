@@ -6,6 +6,8 @@ import os
 import tensorboardX
 import tqdm
 
+from seqjax import strict_json
+
 
 class MetricLog:
   """Appends metrics of a run that resumes at `start_step`.
@@ -26,7 +28,7 @@ class MetricLog:
       return
     tmp = self.path + ".tmp"
     with open(tmp, "w") as f:
-      f.writelines(json.dumps(r) + "\n" for r in self.records)
+      f.writelines(strict_json.dumps(r) + "\n" for r in self.records)
     os.replace(tmp, self.path)
     self._file = open(self.path, "a")
     self._tb = tensorboardX.SummaryWriter(
@@ -38,7 +40,7 @@ class MetricLog:
     self.records.append(record)
     if not self._write:
       return
-    self._file.write(json.dumps(record) + "\n")
+    self._file.write(strict_json.dumps(record) + "\n")
     self._file.flush()
     for name, value in metrics.items():
       self._tb.add_scalar(f"{split}/{name}", float(value), step)

@@ -57,7 +57,8 @@ def _by_model(points: list) -> dict:
 
 def metric_vs_length(data: dict, path: str, title: str = "") -> None:
   """Test metric against dependency length, a line per model (mean, and the
-  min-max band over seeds), the chance level dashed."""
+  min-max band over seeds), the chance level and each baseline of this metric
+  (`data["baselines"]`) dashed."""
   fig, ax = plt.subplots(figsize=(6, 4))
   for model, pts in _by_model(data["points"]).items():
     x = [p["length"] for p in pts]
@@ -65,7 +66,11 @@ def metric_vs_length(data: dict, path: str, title: str = "") -> None:
     ax.fill_between(x, [p["test_min"] for p in pts], [p["test_max"] for p in pts],
                     color=line.get_color(), alpha=0.2)
   ax.axhline(data["chance"], color="gray", linestyle="--", label="chance")
-  ax.set_xscale("log")
+  for name, baseline in data.get("baselines", {}).items():
+    if baseline["metric"] == data["metric"]:
+      ax.axhline(baseline["value"], color="black", linestyle="--", linewidth=0.8,
+                 label=name)
+  _log_scale_if_positive(ax, "x", [p["length"] for p in data["points"]])
   ax.set_xlabel(f"dependency length ({data['length_key']})")
   ax.set_ylabel(f"test {data['metric']}")
   ax.set_title(title)
@@ -79,18 +84,31 @@ def cost_vs_length(data: dict, path: str, title: str = "") -> None:
   """Step time and the compiled step's temporary memory (activations and
   workspace, from XLA's memory analysis) against dependency length, a line per
   model."""
-  fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
-  for model, pts in _by_model(data["points"]).items():
-    x = [p["length"] for p in pts]
-    left.plot(x, [p["step_ms"] for p in pts], marker="o", label=model)
-    right.plot(x, [p["step_temp_mb"] for p in pts], marker="o", label=model)
-  for ax, label in ((left, "step time (ms)"), (right, "step temporaries (MB)")):
-    ax.set_xscale("log")
-    ax.set_yscale("log")
+  fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+  for ax, key, label in zip(axes, ("step_ms", "step_temp_mb"),
+                            ("step time (ms)", "step temporaries (MB)")):
+    for model, pts in _by_model(data["points"]).items():
+      ax.plot([p["length"] for p in pts], [p[key] for p in pts], marker="o",
+              label=model)
+    _log_scale_if_positive(ax, "x", [p["length"] for p in data["points"]])
+    _log_scale_if_positive(ax, "y", [p[key] for p in data["points"]])
     ax.set_xlabel(f"dependency length ({data['length_key']})")
-    ax.set_ylabel(label)
+    ax.set_ylabel(label if any(_finite(p[key]) for p in data["points"])
+                  else f"{label}: not measured")
     ax.legend(fontsize=8)
   fig.suptitle(title)
   fig.tight_layout()
   fig.savefig(path, dpi=120)
   plt.close(fig)
+
+
+def _finite(value) -> bool:
+  return value is not None and bool(onp.isfinite(value))
+
+
+def _log_scale_if_positive(ax, axis: str, values) -> None:
+  """A log scale where every measured value is positive (a log axis of no
+  positive value cannot be drawn); linear otherwise."""
+  measured = [v for v in values if _finite(v)]
+  if measured and min(measured) > 0:
+    getattr(ax, f"set_{axis}scale")("log")

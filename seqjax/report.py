@@ -4,13 +4,18 @@ For each task, the headline metric against dependency length with one line per
 architecture. At each point the learning rate is chosen on the validation
 stream (the `final` eval metrics of summary.json, averaged over seeds) and the
 number reported is the test stream's (`test`) for that learning rate: mean,
-min and max over seeds. The chance level is drawn. Beside it, what training
-cost: step time (1 / steps per second) and the compiled step's temporary
-memory, per trial: a trial that trained in a group of N shares the group's
-step, so both are the group's divided by N (amortised); and peak memory.
+min and max over seeds. The chance level and the task's informed baselines
+(`baselines` of the results) are drawn. Whether the metric is maximised is the
+`mode` each run recorded (for results written before runs recorded it, the
+task's own `mode`). Beside it, what training cost: step time (1 / steps per
+second) and the compiled step's temporary memory, per trial: a trial that
+trained in a group of N shares the group's step, so both are the group's
+divided by N (amortised); and peak memory.
 
 The dependency length of a trial is its first numeric override that is not a
-training setting (`task.delay`, `arg.length`, ...).
+training setting (`task.delay`, `arg.length`, ...). A sweep without one (models x
+learning rates x seeds) gets its table without the plots; points whose length is
+not a number are left out of the plots, and report.md says so.
 """
 
 import collections
@@ -33,6 +38,12 @@ def _length_key(overrides: dict) -> str | None:
   return None
 
 
+def _mode(result: dict, task: str) -> str:
+  """The run's recorded mode, else (older results) the task's."""
+  from seqjax import tasks  # pylint: disable=import-outside-toplevel
+  return result.get("mode") or tasks.TASKS[task].mode
+
+
 def _arch(trial_dir: str) -> tuple[str, str]:
   config = workdir_lib.read_json(os.path.join(trial_dir, "config.json")) or {}
   return (config.get("task", {}).get("name", "?"),
@@ -40,35 +51,37 @@ def _arch(trial_dir: str) -> tuple[str, str]:
 
 
 def aggregate(workdir: str) -> dict:
-  """{task: {"metric", "mode", "chance", "length_key", "points": [...]}}."""
+  """{task: {"metric", "mode", "chance", "baselines", "length_key",
+  "points": [...]}}."""
+  by_task = collections.defaultdict(list)
+  for r in sweep.read_results(workdir):
+    if r["status"] in sweep.FINAL and r.get("test"):
+      by_task[_arch(os.path.join(workdir, r["trial"]))[0]].append(r)
   groups = collections.defaultdict(lambda: collections.defaultdict(list))
   meta = {}
-  for r in sweep.read_results(workdir):
-    if r["status"] not in sweep.FINAL or not r.get("test"):
-      continue
-    key = _length_key(r["overrides"])
-    task, model = _arch(os.path.join(workdir, r["trial"]))
-    meta.setdefault(task, dict(metric=r["metric"], chance=r["chance"],
-                               length_key=key))
-    groups[task][(model, r["overrides"].get(key))].append(r)
+  for task, results in by_task.items():
+    key = next(filter(None, (_length_key(r["overrides"]) for r in results)), None)
+    first = results[0]
+    meta[task] = dict(metric=first["metric"], mode=_mode(first, task),
+                      chance=first["chance"],
+                      baselines=first.get("baselines") or {}, length_key=key)
+    for r in results:
+      model = _arch(os.path.join(workdir, r["trial"]))[1]
+      groups[task][(model, r["overrides"].get(key))].append(r)
   report = {}
   for task, points in groups.items():
-    metric = meta[task]["metric"]
-    mode = "min" if metric in ("loss", "mse") else "max"
+    metric, mode = meta[task]["metric"], meta[task]["mode"]
     rows = []
-    for (model, length), trials in sorted(points.items(),
-                                          key=lambda kv: (kv[0][0], kv[0][1] or 0)):
+    for (model, length), trials in sorted(points.items(), key=_point_order):
       by_lr = collections.defaultdict(list)
       for t in trials:
         lr = t["overrides"].get("train.learning_rate", "default")
         by_lr[lr].append(t)
-      valid = {lr: _mean(t["final"][metric] if t["status"] == "completed"
-                         else _worst(mode) for t in ts)
+      valid = {lr: _mean(_score(t, "final", metric, mode) for t in ts)
                for lr, ts in by_lr.items()}
       pick = (max if mode == "max" else min)(valid, key=valid.get)
       chosen = by_lr[pick]
-      test = [t["test"][metric] if t["status"] == "completed" else _worst(mode)
-              for t in chosen]
+      test = [_score(t, "test", metric, mode) for t in chosen]
       rows.append(dict(
           model=model, length=length, learning_rate=pick,
           valid=valid[pick], test_mean=_mean(test), test_min=min(test),
@@ -82,18 +95,35 @@ def aggregate(workdir: str) -> dict:
                              if t.get("step_temp_mb") is not None),
           group_size=max(_group(t) for t in chosen),
           num_params=chosen[0].get("num_params")))
-    report[task] = dict(meta[task], mode=mode, points=rows)
+    report[task] = dict(meta[task], points=rows)
   return report
 
 
 def _group(trial: dict) -> int:
   """Trials that trained together in one program with this one (1: alone)."""
   return trial.get("group_size") or 1
+def _point_order(item) -> tuple:
+  """By model, then numeric lengths in order, then other values by their text."""
+  (model, length), _ = item
+  number = _is_number(length)
+  return (model, not number, length if number else 0, "" if number else str(length))
+
+
+def _is_number(value) -> bool:
+  return (isinstance(value, (int, float)) and not isinstance(value, bool)
+          and math.isfinite(value))
 
 
 def _mean(xs) -> float:
   xs = [x for x in xs if x is not None]
   return float(onp.mean(xs)) if xs else float("nan")
+
+
+def _score(trial: dict, split: str, metric: str, mode: str) -> float:
+  """The trial's `metric` on `split`; the worst score for a diverged trial or a
+  metric that was not finite (null in results.jsonl)."""
+  value = trial[split][metric] if trial["status"] == "completed" else None
+  return _worst(mode) if value is None else value
 
 
 def _worst(mode: str) -> float:
@@ -113,12 +143,11 @@ def write(workdir: str) -> dict:
            "(the group's divided by its size, column `group`).", ""]
   for task, data in report.items():
     metric, chance = data["metric"], data["chance"]
-    png = f"{task}_{metric}.png"
-    cost = f"{task}_cost.png"
-    plots.metric_vs_length(data, os.path.join(workdir, png), title=task)
-    plots.cost_vs_length(data, os.path.join(workdir, cost), title=task)
-    lines += [f"## {task}: {metric} (chance {chance:.4g}) against "
-              f"{data['length_key']}", "", f"![{metric}]({png})", f"![cost]({cost})",
+    lines += [f"## {task}: {metric} ({'higher' if data['mode'] == 'max' else 'lower'}"
+              f" is better; chance {chance:.4g}) against {data['length_key']}", ""]
+    lines += [f"- baseline {name}: {b['metric']} {b['value']:.4g} ({b['what']})"
+              for name, b in data["baselines"].items()]
+    lines += [""] + _plots(workdir, task, data, plots) + [
               "", "| model | length | lr | valid | test mean | test min-max | seeds "
               "| diverged | group | step (ms) | step temp (MB) | peak memory (MB) | params |",
               "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
@@ -133,3 +162,23 @@ def write(workdir: str) -> dict:
   with open(os.path.join(workdir, "report.md"), "w") as f:
     f.write("\n".join(lines))
   return report
+
+
+def _plots(workdir: str, task: str, data: dict, plots) -> list[str]:
+  """Draws the plots of the points with a numeric length; returns the lines of
+  report.md that show them and say what was left out."""
+  plotted = [p for p in data["points"] if _is_number(p["length"])]
+  skipped = sorted({str(p["length"]) for p in data["points"]} -
+                   {str(p["length"]) for p in plotted})
+  if not plotted:
+    return [f"No plots: the sweep has no numeric length axis "
+            f"({data['length_key'] or 'no numeric override'}); the table "
+            "holds every point."]
+  data = dict(data, points=plotted)
+  png, cost = f"{task}_{data['metric']}.png", f"{task}_cost.png"
+  plots.metric_vs_length(data, os.path.join(workdir, png), title=task)
+  plots.cost_vs_length(data, os.path.join(workdir, cost), title=task)
+  out = [f"![{data['metric']}]({png})", f"![cost]({cost})"]
+  if skipped:
+    out.append(f"Not plotted (length not a number): {', '.join(skipped)}.")
+  return out

@@ -31,7 +31,6 @@ import concurrent.futures
 import ctypes
 import fcntl
 import hashlib
-import importlib.util
 import itertools
 import json
 import os
@@ -42,16 +41,19 @@ import sys
 import threading
 import time
 
+from absl import logging
 import ml_collections
 
 from seqjax import configs
 from seqjax import parallel
 from seqjax import run_lock
+from seqjax import strict_json
 from seqjax import workdir as workdir_lib
 from seqjax.errors import ConfigError
 
 FINAL = ("completed", "diverged")
-RESULT_KEYS = ("metric", "chance", "final", "best", "test", "num_params",
+MAX_NAME_BYTES = 200  # trial directory names stay well under NAME_MAX (255)
+RESULT_KEYS = ("metric", "mode", "chance", "baselines", "final", "best", "test", "num_params",
                "steps_per_s", "wall_time_s", "peak_memory_mb", "step_temp_mb",
                "step", "group_size")
 
@@ -79,22 +81,25 @@ def chain(*lists: list[dict]) -> list[dict]:
 
 
 def trial_name(overrides: dict) -> str:
-  """A readable, stable directory name: `model=lstm,task.delay=20,...`."""
+  """A readable, stable directory name: `model=lstm,task.delay=20,...`.
+
+  A name longer than MAX_NAME_BYTES keeps a readable prefix and ends with a hash
+  of the whole name, so every trial still has its own directory.
+  """
   parts = []
   for key, value in overrides.items():
     key = key[len("arg."):] if key.startswith("arg.") else key
     parts.append(f"{key}={value!r}" if isinstance(value, str) and not value
                  else f"{key}={value}")
-  return re.sub(r"[^A-Za-z0-9._=,+-]", "_", ",".join(parts))
+  name = re.sub(r"[^A-Za-z0-9._=,+-]", "_", ",".join(parts))
+  if len(name) <= MAX_NAME_BYTES:
+    return name
+  digest = hashlib.sha256(name.encode()).hexdigest()[:12]
+  return f"{name[:MAX_NAME_BYTES - len(digest) - 1]}-{digest}"
 
 
 def load_experiment(path: str):
-  if not os.path.isfile(path):
-    raise ConfigError(f"--config file {path!r} does not exist.")
-  spec = importlib.util.spec_from_file_location("_experiment", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+  return configs.load_module(path)
 
 
 def trial_config(module, arg: str | None, overrides: dict
@@ -105,7 +110,7 @@ def trial_config(module, arg: str | None, overrides: dict
               for item in filter(None, (arg or "").split(",")))
   args.update({k[len("arg."):]: str(v) for k, v in overrides.items()
                if k.startswith("arg.")})
-  config = module.get_config(",".join(f"{k}={v}" for k, v in args.items()))
+  config = configs.get_config(module, ",".join(f"{k}={v}" for k, v in args.items()))
   for key, value in overrides.items():
     if key.startswith("arg."):
       continue
@@ -123,12 +128,19 @@ def trial_config(module, arg: str | None, overrides: dict
   return config
 
 
-def expand(path: str, arg: str | None) -> list[tuple[str, dict]]:
-  """(name, overrides) of every trial, each checked by building its config."""
+def expand(path: str, arg: str | None, overrides: dict | None = None
+           ) -> list[tuple[str, dict]]:
+  """(name, overrides) of every trial, each checked by building its config.
+
+  `overrides` (`{"model.width": 16}`, from `--config.model.width=16`) apply to
+  every trial after its own: they join each trial's overrides, last, and leave
+  its name as the grid alone makes it.
+  """
   module = load_experiment(path)
   if not hasattr(module, "get_sweep"):
     raise ConfigError(f"{path} defines no get_sweep(arg); --mode=sweep needs one.")
-  trials = [(trial_name(o), o) for o in module.get_sweep(arg)]
+  trials = [(trial_name(o), {**o, **(overrides or {})})
+            for o in module.get_sweep(arg)]
   names = [n for n, _ in trials]
   if len(set(names)) != len(names):
     raise ConfigError("Two trials of the sweep have the same overrides.")
@@ -162,30 +174,57 @@ def record(workdir: str, name: str, overrides: dict, status: str,
   line.update({k: (summary or {}).get(k) for k in RESULT_KEYS})
   if error:
     line["error"] = error
+  line = strict_json.clean(line)
   path = os.path.join(workdir, "results.jsonl")
   with open(path + ".lock", "a") as lock:
     fcntl.flock(lock, fcntl.LOCK_EX)
-    lines = read_results(workdir)
+    lines, cut = _read_results(path)
     old = [r for r in lines if r["trial"] == name]
-    if old == [line]:
+    if old == [line] and not cut:
       return
-    if not old:
+    if not old and not cut:
       with open(path, "a") as f:
-        f.write(json.dumps(line) + "\n")
+        f.write(strict_json.dumps(line) + "\n")
       return
     lines = [line if r["trial"] == name else r for r in lines]
+    lines += [] if old else [line]
     tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-      f.writelines(json.dumps(r) + "\n" for r in lines)
+    with open(tmp, "w") as f:  # also drops a last line cut short
+      f.writelines(strict_json.dumps(r) + "\n" for r in lines)
     os.replace(tmp, path)
 
 
 def read_results(workdir: str) -> list[dict]:
+  """The lines of DIR/results.jsonl. A last line cut short (a runner killed while
+  writing it) is skipped with a warning; the next `record` rewrites the file
+  without it. A malformed line before the last is an error."""
   path = os.path.join(workdir, "results.jsonl")
+  lines, cut = _read_results(path)
+  if cut:
+    logging.warning("%s: the last line is cut short (a runner killed while "
+                    "writing it); skipped it.", path)
+  return lines
+
+
+def _read_results(path: str) -> tuple[list[dict], bool]:
+  """(lines, whether the last line was cut short)."""
   if not os.path.exists(path):
-    return []
+    return [], False
   with open(path) as f:
-    return [json.loads(line) for line in f if line.strip()]
+    text = f.read()
+  rows = text.split("\n")
+  out = []
+  for number, row in enumerate(rows, 1):
+    if not row.strip():
+      continue
+    try:
+      out.append(json.loads(row))
+    except json.JSONDecodeError as e:
+      if number == len(rows):  # no newline after it: a write cut short
+        return out, True
+      raise ConfigError(f"{path}, line {number}: not a JSON object ({e.msg}); "
+                        "fix or remove that line.") from None
+  return out, not text.endswith("\n") and bool(text)
 
 
 def default_group_size() -> int:
@@ -354,11 +393,12 @@ class _Runner:
 
 def run(path: str, arg: str | None, workdir: str, jobs: int = 1,
         shard_spec: str | None = None, group_size: int | None = None,
-        out=sys.stdout) -> dict:
+        out=sys.stdout, overrides: dict | None = None) -> dict:
   """Runs this shard's groups, `jobs` at a time; returns the counts by status
-  (`done`, `failed`, `interrupted`, `held`: held by another live process)."""
+  (`done`, `failed`, `interrupted`, `held`: held by another live process).
+  `overrides` (from `--config.KEY=VALUE`) apply to every trial (`expand`)."""
   configs.check_positive("--jobs", jobs=jobs)
-  trials = expand(path, arg)
+  trials = expand(path, arg, overrides)
   if group_size is None:
     group_size = default_group_size()
     print(f"[sweep] groups of up to {group_size} trials (the default "

@@ -325,12 +325,60 @@ def _mean_metrics(eval_step, params, batch_fn, batches: int) -> dict:
 
 def evaluate(exp: Experiment, params, split: str = "eval", eval_step=None,
              batch_fn=None) -> dict[str, float]:
-  """Mean metrics over `train.eval_batches` fixed batches of a held-out split."""
+  """Mean metrics of a held-out split: over `train.eval_batches` fixed batches,
+  or for a dataset task without `batch_fn`, over the whole split (`evaluate_split`)."""
+  return evaluate_split(exp, params, split, eval_step, batch_fn)[0]
+
+
+def evaluate_split(exp: Experiment, params, split: str = "eval", eval_step=None,
+                   batch_fn=None, num_batches: int | None = None
+                   ) -> tuple[dict[str, float], int]:
+  """(mean metrics, number of examples evaluated) of a held-out split.
+
+  A generated task (or any task given `batch_fn`): `num_batches` (default
+  `train.eval_batches`) fixed batches. A dataset task: one pass over its split
+  in order, every example once (the first `num_batches` batches if given); the
+  last batch is filled up by repeating an example whose weight in `mask` is 0,
+  and each batch's metrics weigh by its real examples, so the means are exact
+  for the per-example metrics of a classifier.
+  """
   task = split_task(exp, split)
   eval_step = eval_step or make_eval_step(exp, task)
-  batch_fn = batch_fn or make_batch_fn(exp, SPLITS[split.partition("_")[0]], task)
-  means = _mean_metrics(eval_step, params, batch_fn, exp.train.eval_batches)
-  return {k: float(v) for k, v in means.items()}
+  stream = SPLITS[split.partition("_")[0]]
+  if batch_fn is None and hasattr(task, "examples"):
+    batches = exact_batches(exp, stream, task, num_batches)
+  else:
+    batch_fn = batch_fn or make_batch_fn(exp, stream, task)
+    size = exp.train.batch_size
+    batches = ((batch_fn(i), size)
+               for i in range(num_batches or exp.train.eval_batches))
+  totals, weights = [], []
+  for batch, real in batches:
+    totals.append(eval_step(params, batch))
+    weights.append(real)
+  totals = jax.device_get(totals)
+  if len(set(weights)) == 1:  # equal batches: the plain mean
+    return ({k: float(sum(t[k] for t in totals) / len(totals)) for k in totals[0]},
+            sum(weights))
+  return ({k: float(sum(t[k] * w for t, w in zip(totals, weights)) / sum(weights))
+           for k in totals[0]}, sum(weights))
+
+
+def exact_batches(exp: Experiment, stream: int, task, num_batches: int | None):
+  """(batch, real examples) over the split of `stream` in order, every example
+  once; the last batch is filled up with masked copies of the last example."""
+  data = jax.device_put(task.data(DATA_SPLITS[stream]),
+                        parallel.replicated(exp.mesh))
+  n, size = int(data["labels"].shape[0]), exp.train.batch_size
+
+  def fetch(start, data):
+    index_B = start + jnp.arange(size)
+    batch = task.examples(data, jnp.minimum(index_B, n - 1))
+    return dict(batch, mask=batch["mask"] * (index_B < n)[:, None])
+
+  fetch = jax.jit(fetch, out_shardings=parallel.batch_sharding(exp.mesh))
+  starts = range(0, n, size)[:num_batches]
+  return ((fetch(start, data), min(size, n - start)) for start in starts)
 
 
 def peak_memory_mb() -> float:
@@ -448,13 +496,13 @@ class _Run:
     `steps_per_s` counts every step trained (re-trained ones too) over the time
     spent in training loops.
     """
-    exp, task = self.exp, self.exp.task
+    task = self.exp.task
     trained = self.step - self.start
     share = loop_time * trained / loop_steps if loop_steps else 0.0
     steps, seconds = self.train_steps + trained, self.train_time_s + share
     summary = dict(
-        status=self.status, step=self.step, metric=task.metric,
-        chance=task.chance, num_params=self.num_params,
+        status=self.status, step=self.step, **base.describe(task),
+        num_params=self.num_params,
         group_size=self.group_size, train_steps=steps, train_time_s=seconds,
         steps_per_s=steps / seconds if seconds > 0 else None,
         wall_time_s=self.wall_before + time.time() - launch_start,
@@ -613,7 +661,7 @@ class _Program:
     check_fits(self.compiled, self.exp, len(self.runs))
 
   def train(self, stop: dict) -> None:
-    exp, runs, tc = self.exp, self.runs, self.exp.train
+    exp, runs = self.exp, self.runs
     launch_start = time.time()
     writer = parallel.is_writer()
     abstract = abstract_state(exp)
@@ -786,18 +834,33 @@ def _best(records: list[dict], task) -> dict:
   pick = max if task.mode == "max" else min
   strip = lambda r: {k: v for k, v in r.items() if k not in ("split",)}
   # Ties go to the latest step, as in the checkpoint manager's BestN policy.
-  best = pick(reversed(evals), key=lambda r: r[task.metric])
+  # A metric that was not finite is null in a file read back: never the best.
+  worst = -math.inf if task.mode == "max" else math.inf
+  best = pick(reversed(evals), key=lambda r: _or(r[task.metric], worst))
   return dict(final=strip(evals[-1]), best=strip(best))
 
 
-def evaluate_checkpoint(workdir: str, step: int | None = None) -> dict:
+def _or(value, default):
+  return default if value is None or not math.isfinite(value) else value
+
+
+def evaluate_checkpoint(workdir: str, step: int | None = None,
+                        eval_batches: int | None = None) -> dict:
   """Restores the best (or `step`) checkpoint of `workdir` and evaluates it on the
-  validation and test streams, without training. Writes DIR/eval_<step>.json."""
+  validation and test streams, without training. `eval_batches` overrides the
+  run's `train.eval_batches` (see `evaluate_split`); the result says how many
+  examples each split evaluated. Writes DIR/eval_<step>.json."""
+  if eval_batches is not None and eval_batches < 1:
+    raise ConfigError(f"--eval_batches={eval_batches} must be positive.")
   restored = checkpoints.load(workdir, step)
   exp = build(restored.config)
   splits = eval_splits(exp, "eval") + eval_splits(exp, "test")
+  evaluated = {split: evaluate_split(exp, restored.params, split,
+                                     num_batches=eval_batches)
+               for split in splits}
   result = {"step": restored.step,
-            **{split: evaluate(exp, restored.params, split) for split in splits}}
+            **{split: metrics for split, (metrics, _) in evaluated.items()},
+            "examples": {split: n for split, (_, n) in evaluated.items()}}
   if parallel.is_writer():
     workdir_lib.write_json(
         os.path.join(workdir, f"eval_{restored.step}.json"), result)

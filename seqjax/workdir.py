@@ -13,6 +13,7 @@ import tempfile
 
 import ml_collections
 
+from seqjax import strict_json
 from seqjax.errors import ConfigError
 
 
@@ -25,6 +26,20 @@ def check(workdir: str, config: ml_collections.ConfigDict) -> None:
 
   Writes nothing.
   """
+  check_writable(workdir)
+  path = os.path.abspath(workdir)
+  stored = read_json(os.path.join(path, "config.json"))
+  if stored is not None and stored != config_dict(config):
+    diff = sorted(_diff(stored, config_dict(config)))
+    raise ConfigError(
+        f"--workdir={workdir!r} holds a run of a different config (keys that "
+        f"differ: {', '.join(diff)}). Refusing to overwrite it; use a new "
+        "workdir, or the same config to resume.")
+
+
+def check_writable(workdir: str) -> None:
+  """Refuses a workdir that is a file, lies under one, has a name too long for
+  its file system, or cannot be written. Writes nothing."""
   path = os.path.abspath(workdir)
   if os.path.exists(path) and not os.path.isdir(path):
     raise ConfigError(f"--workdir={workdir!r} exists and is not a directory.")
@@ -38,13 +53,22 @@ def check(workdir: str, config: ml_collections.ConfigDict) -> None:
     raise ConfigError(
         f"--workdir={workdir!r} is not writable ({existing!r} does not allow "
         "writing); choose a directory you can write to.")
-  stored = read_json(os.path.join(path, "config.json"))
-  if stored is not None and stored != config_dict(config):
-    diff = sorted(_diff(stored, config_dict(config)))
-    raise ConfigError(
-        f"--workdir={workdir!r} holds a run of a different config (keys that "
-        f"differ: {', '.join(diff)}). Refusing to overwrite it; use a new "
-        "workdir, or the same config to resume.")
+  check_name_length(workdir)
+
+
+def check_name_length(workdir: str) -> None:
+  """Refuses a component of `workdir` longer than the file system of its nearest
+  existing ancestor allows (NAME_MAX)."""
+  existing = os.path.abspath(workdir)
+  while not os.path.exists(existing):
+    existing = os.path.dirname(existing)
+  limit = os.pathconf(existing, "PC_NAME_MAX")
+  for part in os.path.abspath(workdir).split(os.sep):
+    if len(os.fsencode(part)) > limit:
+      raise ConfigError(
+          f"--workdir={workdir!r}: the name {part[:40]!r}... is "
+          f"{len(os.fsencode(part))} bytes; the file system allows at most "
+          f"{limit} bytes per name.")
 
 
 def _diff(a: dict, b: dict, prefix: str = "") -> list[str]:
@@ -64,13 +88,20 @@ def init(workdir: str, config: ml_collections.ConfigDict) -> None:
 
 
 def write_json(path: str, obj) -> None:
-  """Writes `obj` as JSON to `path` atomically (a reader never sees half a file)."""
+  """Writes `obj` as strict JSON (`strict_json`) to `path` atomically (a reader
+  never sees half a file), with the permissions the process's umask gives."""
   directory = os.path.dirname(os.path.abspath(path))
   with tempfile.NamedTemporaryFile("w", dir=directory, delete=False,
                                    suffix=".tmp") as f:
-    json.dump(obj, f, indent=2, sort_keys=True)
-    f.write("\n")
+    f.write(strict_json.dumps(obj, indent=2, sort_keys=True) + "\n")
+  os.chmod(f.name, 0o666 & ~_umask())
   os.replace(f.name, path)
+
+
+def _umask() -> int:
+  mask = os.umask(0o077)
+  os.umask(mask)
+  return mask
 
 
 def read_json(path: str):

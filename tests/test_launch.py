@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -19,6 +20,7 @@ from seqjax import workdir as workdir_lib
 from seqjax.errors import ConfigError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY_SWEEP = os.path.join(ROOT, "tests", "experiments", "tiny_sweep.py")
 TINY = ["--config=experiments/copy_memory.py:quick,delay=4",
         "--config.model.width=16", "--config.train.steps=150",
         "--config.train.checkpoint_every=10", "--config.train.eval_every=30",
@@ -86,6 +88,20 @@ def test_sigkill_and_relaunch_equals_uninterrupted_run(tmp_path):
     (["--config=experiments/missing.py"], "does not exist"),
     (["--config=experiments/copy_memory.py:quick", "--mode=bogus"],
      "--mode='bogus' is not allowed"),
+    (["--config=experiments/copy_memory.py:quick", "--config.train.learning_rate=inf"],
+     "train.learning_rate=inf is not a finite number"),
+    (["--config=experiments/copy_memory.py:quick", "--config.model.dropout=nan"],
+     "model.dropout=nan is not a finite number"),
+    (["--config=experiments/copy_memory.py:quick", "--step=3"],
+     "--step is not used by --mode=train; it serves --mode=eval"),
+    (["--config=experiments/copy_memory.py:quick", "--jobs=2"],
+     "--jobs is not used by --mode=train; it serves --mode=sweep"),
+    (["--mode=eval", "--sweep_shard=0/2"],
+     "--sweep_shard is not used by --mode=eval; it serves --mode=sweep"),
+    (["--config=experiments/copy_memory.py:quick", "--eval_batches=3"],
+     "--eval_batches is not used by --mode=train; it serves --mode=eval"),
+    (["--config=experiments/copy_memory.py:quick", "--mode=report"],
+     "--config is not used by --mode=report"),
 ])
 def test_bad_input_is_one_paragraph_and_writes_nothing(tmp_path, args, message):
   workdir = str(tmp_path / "run")
@@ -97,9 +113,63 @@ def test_bad_input_is_one_paragraph_and_writes_nothing(tmp_path, args, message):
 
 
 def test_no_config_prints_usage_with_experiments_and_main_job():
+  import launch as launch_module  # pylint: disable=import-outside-toplevel
   result = launch()
   assert result.returncode == 2
-  assert "copy_memory.py" in result.stdout and "launch.py --config=" in result.stdout
+  assert "copy_memory.py" in result.stdout and launch_module.MAIN_JOB in result.stdout
+  assert launch_module.MAIN_JOB in open(os.path.join(ROOT, "README.md")).read()
+
+
+@pytest.mark.parametrize("text, message", [
+    ("def get_config(arg=None):\n  return {\n", r"bad.py, line 2: SyntaxError"),
+    ("def get_config(arg=None):\n  x = {}\n  return x['model']\n",
+     r"get_config\(None\) raised KeyError: 'model' \(at .*bad.py, line 3, in get_config\)"),
+    ("import nonexistent_module_xyz\n",
+     r"loading it raised ModuleNotFoundError.*bad.py, line 1"),
+])
+def test_a_config_file_that_does_not_run_is_one_paragraph(tmp_path, text, message):
+  (tmp_path / "bad.py").write_text(text)
+  for mode in ("train", "sweep"):
+    result = launch(f"--config={tmp_path / 'bad.py'}", f"--mode={mode}",
+                    f"--workdir={tmp_path / 'run'}")
+    assert result.returncode == 2
+    assert re.search(message, result.stderr), result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+  assert not os.path.exists(tmp_path / "run")
+
+
+def test_workdirs_that_cannot_be_used_are_refused_in_every_mode(tmp_path):
+  blocker = tmp_path / "file"
+  blocker.write_text("x")
+  sweep_file = launch(f"--config={TINY_SWEEP}", "--mode=sweep", f"--workdir={blocker}")
+  assert sweep_file.returncode == 2, sweep_file.stderr
+  assert "exists and is not a directory" in sweep_file.stderr
+  long_name = str(tmp_path / ("x" * 300))
+  for mode in ("train", "eval", "sweep", "report"):
+    args = [f"--config={TINY_SWEEP}"] if mode in ("train", "sweep") else []
+    result = launch(*args, f"--mode={mode}", f"--workdir={long_name}")
+    assert result.returncode == 2, (mode, result.stderr)
+    assert "the file system allows at most" in result.stderr, (mode, result.stderr)
+    assert "Traceback" not in result.stderr
+
+
+def test_eval_mode_on_a_damaged_or_mismatched_checkpoint_is_one_paragraph(
+    tiny_config, tmp_path):
+  workdir = str(tmp_path / "run")
+  train.train_and_evaluate(tiny_config, workdir, progress=False)
+  for root, _, files in os.walk(os.path.join(workdir, "checkpoints", "6")):
+    for name in files:
+      if "ocdbt.process" in root:
+        open(os.path.join(root, name), "w").close()
+  for mode in ("eval", "report"):
+    result = launch(f"--workdir={workdir}", f"--mode={mode}", *(
+        ["--step=6"] if mode == "eval" else []))
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "error: Checkpoint" in result.stderr
+    assert "checkpoints/6 cannot be read" in result.stderr
+    # Orbax's reader threads may print "Event loop is closed" after the failed
+    # read; no traceback of our own code.
+    assert 'launch.py", line' not in result.stderr
 
 
 def test_workdir_under_a_file_is_refused(tiny_config, tmp_path):

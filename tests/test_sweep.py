@@ -85,7 +85,7 @@ def test_lock_keeps_a_second_process_off_and_stale_locks_are_taken(tmp_path):
 
 def test_sweep_runs_resumes_records_failures_and_reports(tmp_path, monkeypatch):
   workdir = str(tmp_path / "sweep")
-  monkeypatch.setattr(sweep, "expand", lambda path, arg: [
+  monkeypatch.setattr(sweep, "expand", lambda path, arg, overrides=None: [
       (sweep.trial_name(o), o) for o in
       sweep.product(sweep.values("arg.model", ["lstm"]),
                     sweep.values("arg.delay", [2, 4]),

@@ -22,6 +22,8 @@ import math
 import flax.linen as nn
 import jax.numpy as jnp
 
+from seqjax.errors import ConfigError
+
 POSITIONAL = ("none", "sinusoidal", "learned", "rope", "alibi")
 ADDITIVE = ("sinusoidal", "learned")   # added to the embeddings
 IN_ATTENTION = ("rope", "alibi")        # applied inside every attention layer
@@ -34,6 +36,19 @@ def sinusoidal(positions_L, width: int):
       -math.log(10000.0) * i_D2 / width)[None, :]
   pe_LxD2x2 = jnp.stack([jnp.sin(angle_LxD2), jnp.cos(angle_LxD2)], axis=-1)
   return pe_LxD2x2.reshape(positions_L.shape[0], -1)[:, :width]
+
+
+def check_table(kind: str, rows: int, lengths) -> None:
+  """Refuses a learned table of `rows` positions for inputs of `lengths`
+  positions that do not fit it (a lookup past the table reads NaN)."""
+  too_long = sorted(n for n in lengths if n > rows)
+  if kind == "learned" and too_long:
+    raise ConfigError(
+        f"model.positional='learned' has a table of {rows} positions (the "
+        f"task's training length), but the task is also evaluated at "
+        f"{too_long} positions (task.eval_lengths), past the table; use "
+        "model.positional 'sinusoidal', 'rope' or 'alibi', or evaluate at "
+        f"lengths of at most {rows}.")
 
 
 class AddPositional(nn.Module):

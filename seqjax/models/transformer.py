@@ -226,8 +226,11 @@ class TransformerConfig(AttentionModelConfig):
 
   def build(self, io: IOSpec) -> nn.Module:
     if io.kind == "lm":
+      positional.check_table(self.positional, io.length, io.eval_lengths)
       backbone = CausalTransformer(self, io.length)
     elif io.kind == "classify":
+      positional.check_table(self.positional, io.length + 1,
+                             [n + 1 for n in io.eval_lengths])  # + the cls token
       backbone = PooledEncoder(self, self.positional, self.pooling, io.length)
     else:
       raise ConfigError(f"model.name='transformer' serves tasks of kind lm and "

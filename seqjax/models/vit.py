@@ -16,6 +16,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from seqjax.errors import ConfigError
+from seqjax.models import positional
 from seqjax.models.common import SequenceModel
 from seqjax.models.transformer import AttentionModelConfig
 from seqjax.models.transformer import PooledEncoder
@@ -41,5 +42,7 @@ class ViTConfig(AttentionModelConfig):
       raise ConfigError("model.name='vit' needs a classify task with patch "
                         "features (IOSpec.input_features), got "
                         f"kind={io.kind!r}, input_features={io.input_features}.")
+    positional.check_table("learned", io.length + 1,
+                           [n + 1 for n in io.eval_lengths])  # + the cls token
     return SequenceModel(io=io, width=self.width, backbone=PooledEncoder(
         self, "learned", "cls", io.length))

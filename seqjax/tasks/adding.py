@@ -32,6 +32,9 @@ class Adding:
   mode = "min"
   chance = 1.0 / 6.0      # MSE of always predicting 1
   solved = 0.01
+  baselines = {"predict_one": dict(
+      value=1.0 / 6.0, metric="mse",
+      what="always predict 1, the mean of the sum: Var(u1 + u2) = 2/12")}
 
   def __post_init__(self):
     configs.check_positive("task", length=self.length)

@@ -69,6 +69,12 @@ class AssociativeRecall:
     """Accuracy of guessing one of the P values present in the context."""
     return 1.0 / self.num_pairs
 
+  @property
+  def baselines(self) -> dict:
+    return {"context_guess": dict(
+        value=self.context_guess, metric="accuracy",
+        what="guess one of the P values present in the context, uniformly")}
+
   def gap_probabilities(self):
     """p(g) for g in [0, space), the reference's power law."""
     space = (self.length - 2 * self.num_pairs) // 2

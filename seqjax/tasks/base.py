@@ -17,6 +17,14 @@ A task is a frozen dataclass whose fields are its config (`config.task`), with:
               of each position. Sequence-to-sequence tasks add `decoder_inputs`
               [B, T] (the shifted targets, teacher forcing).
   metrics(outputs, batch) -> dict of scalar metrics of one batch, `loss` included.
+Optional:
+  data(split), sample(data, key, batch_size), examples(data, index_B) -> a dataset
+              task: the arrays of split "train", "eval" or "test"; a batch drawn
+              with replacement (training); the batch of the given examples
+              (evaluation passes over a split in order, every example once).
+  baselines -> {name: {"value", "metric", "what"}}: informed baselines beside the
+              uniform `chance`, each the value of `metric` that a stated simple
+              strategy reaches (`what`). `describe` reads them.
 """
 
 import dataclasses
@@ -40,6 +48,8 @@ class IOSpec:
     input_features: F for real-valued inputs [B, L, F], else None.
     target_length: T for seq2seq.
     bos_id, eos_id: begin and end tokens of seq2seq targets.
+    eval_lengths: other input lengths the model is also evaluated at (the
+      task's `eval_sets`), so a model can refuse lengths it cannot read.
   """
   kind: str
   length: int
@@ -49,6 +59,7 @@ class IOSpec:
   target_length: int | None = None
   bos_id: int | None = None
   eos_id: int | None = None
+  eval_lengths: tuple[int, ...] = ()
 
 
 def cross_entropy(logits_BxLxV, targets_BxL, mask_BxL):
@@ -100,3 +111,12 @@ def scored_metrics(logits_BxLxV, batch):
   return dict(loss=cross_entropy(logits_BxLxV, targets, mask),
               accuracy=accuracy(logits_BxLxV, targets, mask),
               sequence_accuracy=sequence_accuracy(logits_BxLxV, targets, mask))
+
+
+def describe(task) -> dict:
+  """What a run's numbers are measured against: the headline `metric`, its
+  `mode` ("max" or "min" is better), its uniform `chance` level and the task's
+  informed `baselines` ({} when it states none)."""
+  return dict(metric=task.metric, mode=task.mode, chance=task.chance,
+              baselines={name: dict(b) for name, b in
+                         getattr(task, "baselines", {}).items()})

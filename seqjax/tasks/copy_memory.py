@@ -3,9 +3,19 @@ Bengio 2016, "Unitary Evolution Recurrent Neural Networks".
 
 Tokens: 0 is the blank, 1..alphabet are the symbols, alphabet + 1 the delimiter.
 Input (length delay + 2k): k symbols, delay - 1 blanks, the delimiter, k blanks.
-Target: delay + k blanks, then the k symbols. A model that ignores the symbols
-but learns everything else has cross-entropy k log(alphabet) / (delay + 2k),
-averaged over all positions (the paper's memoryless baseline).
+Target: delay + k blanks, then the k symbols.
+
+The memoryless baseline (the paper's, 10 log 8 / (T + 20) at k = 10 symbols from
+8 categories and input length T + 20): a model that ignores the symbols but
+learns everything else predicts the blank with certainty at the delay + k
+positions before the recall (their targets are blanks, a function of the
+position alone: cross-entropy 0) and the uniform distribution over the
+`alphabet` symbols at the k recall positions (each a uniform draw: cross-entropy
+log(alphabet)). The loss is the mean over the positions `score` weights: with
+`score="all"`, all L = delay + 2k of them, k log(alphabet) / (delay + 2k), which
+is the paper's formula at its T = delay (its input length T + 20 is ours at
+k = 10); with `score="recall"`, the k recall positions only, log(alphabet). Its
+accuracy at the recall positions is the chance level 1 / alphabet.
 """
 
 import dataclasses
@@ -52,8 +62,18 @@ class CopyMemory:
 
   @property
   def baseline_loss(self) -> float:
-    """Cross-entropy of the memoryless strategy, over all positions."""
+    """Cross-entropy of the memoryless strategy over the scored positions (see
+    the module docstring)."""
+    if self.score == "recall":
+      return math.log(self.alphabet)
     return self.num_symbols * math.log(self.alphabet) / self.length
+
+  @property
+  def baselines(self) -> dict:
+    return {"memoryless": dict(
+        value=self.baseline_loss, metric="loss",
+        what="blanks where the target is a blank, a uniform guess among the "
+             "symbols at the recall positions (Arjovsky et al. 2016)")}
 
   def batch(self, key, batch_size: int):
     k, length = self.num_symbols, self.length

@@ -216,11 +216,15 @@ class ListOps:
 
   def sample(self, data: dict, key, batch_size: int):
     """A batch of `batch_size` examples of `data`, uniform with replacement."""
-    index_B = jax.random.randint(key, (batch_size,), 0, data["labels"].shape[0])
+    return self.examples(data, jax.random.randint(
+        key, (batch_size,), 0, data["labels"].shape[0]))
+
+  def examples(self, data: dict, index_B):
+    """The batch of the examples of `data` at indices `index_B` [B]."""
     return dict(inputs=data["inputs"][index_B].astype(jnp.int32),
                 targets=base.classify_targets(data["labels"][index_B],
                                               self.max_length),
-                mask=base.last_position_mask(batch_size, self.max_length))
+                mask=base.last_position_mask(index_B.shape[0], self.max_length))
 
   def batch(self, key, batch_size: int):
     return self.sample(self.data("train"), key, batch_size)

@@ -117,11 +117,15 @@ class SequentialDigits:
 
   def sample(self, data: dict, key, batch_size: int):
     """A batch of `batch_size` examples of `data`, uniform with replacement."""
-    index_B = jax.random.randint(key, (batch_size,), 0, data["labels"].shape[0])
+    return self.examples(data, jax.random.randint(
+        key, (batch_size,), 0, data["labels"].shape[0]))
+
+  def examples(self, data: dict, index_B):
+    """The batch of the examples of `data` at indices `index_B` [B]."""
     length = self.io.length
     return dict(inputs=data["inputs"][index_B],
                 targets=base.classify_targets(data["labels"][index_B], length),
-                mask=base.last_position_mask(batch_size, length))
+                mask=base.last_position_mask(index_B.shape[0], length))
 
   def batch(self, key, batch_size: int):
     return self.sample(self.data("train"), key, batch_size)
