@@ -99,9 +99,15 @@ def write_json(path: str, obj) -> None:
 
 
 def _umask() -> int:
-  mask = os.umask(0o077)
-  os.umask(mask)
-  return mask
+  """The process's umask, read without changing it where Linux shows it (the
+  sweep runner writes from several threads), else by setting and restoring it."""
+  try:
+    with open("/proc/self/status") as f:
+      return int(next(line.split()[1] for line in f if line.startswith("Umask:")), 8)
+  except (OSError, StopIteration):
+    mask = os.umask(0o077)
+    os.umask(mask)
+    return mask
 
 
 def read_json(path: str):
