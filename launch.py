@@ -2,6 +2,7 @@
 
   python launch.py --config=experiments/copy_memory.py:quick --workdir=runs/copy
   python launch.py --workdir=runs/copy --mode=eval [--step=N]
+  python launch.py --workdir=runs/t2i --mode=generate [--prompt="the digit 7"]
 
 This file is intentionally short; everything else is an importable library.
 """
@@ -20,7 +21,7 @@ from ml_collections import config_flags
 
 MAIN_JOB = ("python launch.py --config=experiments/copy_memory.py:quick "
             "--workdir=runs/copy_quick")
-MODES = ("train", "eval", "sweep", "report")
+MODES = ("train", "eval", "sweep", "report", "generate")
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Experiment config file, optionally with :ARGS.")
@@ -35,8 +36,19 @@ _PROCESS_ID = flags.DEFINE_integer("process_id", None,
 _JOBS = flags.DEFINE_integer("jobs", 1, "--mode=sweep: trials run at once.")
 _SHARD = flags.DEFINE_string("sweep_shard", None,
                              "--mode=sweep: I/N, run only the I-th of N slices.")
-_STEP = flags.DEFINE_integer("step", None, "--mode=eval: checkpoint step "
-                             "(default: the best by the headline metric).")
+_STEP = flags.DEFINE_integer("step", None, "--mode=eval, generate: checkpoint "
+                             "step (default: the best by the headline metric).")
+_PROMPT = flags.DEFINE_multi_string(
+    "prompt", None, "--mode=generate: a caption (text_to_image) or token ids; "
+    "repeatable.")
+_NUM_SAMPLES = flags.DEFINE_integer("num_samples", 10,
+                                    "--mode=generate: samples per prompt.")
+_TEMPERATURE = flags.DEFINE_float("temperature", 1.0,
+                                  "--mode=generate: 0 is greedy.")
+_TOP_K = flags.DEFINE_integer("top_k", 0, "--mode=generate: sample from the K "
+                              "most likely tokens (0: all).")
+_SEED = flags.DEFINE_integer("seed", 0, "--mode=generate: sampling seed.")
+GENERATE_FLAGS = ("prompt", "num_samples", "temperature", "top_k", "seed")
 
 
 def usage() -> str:
@@ -67,6 +79,21 @@ def main(argv):
                         f"{', '.join(MODES)}.")
     if not _WORKDIR.value:
       raise ConfigError("--workdir is required.")
+    if _MODE.value != "generate":
+      for name in GENERATE_FLAGS:
+        if flags.FLAGS[name].present:
+          raise ConfigError(f"--{name} is used by --mode=generate only, not "
+                            f"--mode={_MODE.value}.")
+    if _MODE.value == "generate":
+      if _CONFIG.value is not None:
+        raise ConfigError("--mode=generate reads the run's own config; drop "
+                          "--config.")
+      from seqjax import generation  # pylint: disable=import-outside-toplevel
+      result = generation.run(_WORKDIR.value, _PROMPT.value, _NUM_SAMPLES.value,
+                              _TEMPERATURE.value, _TOP_K.value, _SEED.value,
+                              _STEP.value)
+      print(json.dumps(result, indent=2))
+      return 0
     if _MODE.value == "sweep":
       from seqjax import report, sweep  # pylint: disable=import-outside-toplevel
       spec = next((a.split("=", 1)[1] for a in sys.argv

@@ -13,6 +13,7 @@ from seqjax.tasks.listops import ListOps
 from seqjax.tasks.reverse import Reverse
 from seqjax.tasks.selective_copy import SelectiveCopy
 from seqjax.tasks.sequential_digits import SequentialDigits
+from seqjax.tasks.text_to_image import TextToImage
 
 TASKS: dict[str, type] = {
     "copy_memory": CopyMemory,
@@ -24,6 +25,7 @@ TASKS: dict[str, type] = {
     "listops": ListOps,
     "reverse": Reverse,
     "sequential_digits": SequentialDigits,
+    "text_to_image": TextToImage,
 }
 
 
