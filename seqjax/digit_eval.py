@@ -107,9 +107,10 @@ def save_grid(path: str, images_RxCx8x8, row_labels=None, scale: int = 4) -> Non
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
   rows, cols = images_RxCx8x8.shape[:2]
+  label_in = 0.8 if row_labels else 0.1
+  width = cols * 0.1 * scale + label_in
   fig, axes = plt.subplots(rows, cols, squeeze=False,
-                           figsize=(cols * 0.1 * scale + (1.6 if row_labels else 0),
-                                    rows * 0.1 * scale))
+                           figsize=(width, rows * 0.1 * scale + 0.1))
   for r in range(rows):
     for c in range(cols):
       ax = axes[r, c]
@@ -120,7 +121,7 @@ def save_grid(path: str, images_RxCx8x8, row_labels=None, scale: int = 4) -> Non
     if row_labels:
       axes[r, 0].set_ylabel(row_labels[r], rotation=0, ha="right", va="center",
                             fontsize=8)
-  fig.subplots_adjust(wspace=0.05, hspace=0.05, left=0.3 if row_labels else 0.02,
+  fig.subplots_adjust(wspace=0.05, hspace=0.05, left=label_in / width,
                       right=0.98, top=0.98, bottom=0.02)
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   fig.savefig(path, dpi=100)
