@@ -3,10 +3,13 @@
   python launch.py --config=experiments/text_to_image.py:quick --workdir=runs/t2i_quick
   python launch.py --workdir=runs/t2i_quick --mode=generate --prompt="a handwritten seven" --num_samples=10
   python launch.py --config=experiments/text_to_image.py --workdir=runs/t2i
+  python launch.py --config=experiments/vqvae_digits.py:quick --workdir=runs/vqvae_quick
+  python launch.py --config=experiments/text_to_image.py:quick,tokenizer_run=runs/vqvae_quick --workdir=runs/t2i_vq_quick
 
-Arguments: grey_levels (G, grey levels of a pixel token; 4), text_loss_weight (loss weight of the
-caption tokens; 0, DALL-E used 1/8), quick (a run that trains on a 2-core CPU in a few minutes).
-The sequence is [caption, 5 words padded] [<sep>] [64 pixel tokens]; the headline metric is the
+Arguments: grey_levels (G, grey levels of a pixel; 4), tokenizer_run (a vqvae_digits run: 16 learned
+codes per image, one per 2x2 patch, instead of 64 pixel tokens), text_loss_weight (loss weight of
+the caption tokens; 0, DALL-E used 1/8), quick (a run that trains on a 2-core CPU in a few minutes).
+The sequence is [caption, 5 words padded] [<sep>] [image tokens]; the headline metric is the
 validation cross-entropy of the image tokens. `--mode=generate` judges drawn images with a
 classifier fitted on the real training images (caption accuracy, chance 0.1).
 """
@@ -19,8 +22,10 @@ from seqjax import tasks
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-  args = configs.parse_arg(arg, grey_levels=4, text_loss_weight=0.0, quick=False)
+  args = configs.parse_arg(arg, grey_levels=4, tokenizer_run="",
+                           text_loss_weight=0.0, quick=False)
   task = tasks.task_config("text_to_image", grey_levels=args.grey_levels,
+                           tokenizer_run=args.tokenizer_run,
                            text_loss_weight=args.text_loss_weight)
   return experiment_config.build(
       task, "transformer", args.quick,

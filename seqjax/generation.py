@@ -83,15 +83,15 @@ def timed_sample(sample, prompt_BxP, rng) -> tuple[onp.ndarray, dict]:
 def image_sampler(restored, use_cache: bool = True, temperature: float = 0.0,
                   top_k: int = 0):
   """The compiled sampler of a text_to_image run: prompts [B, C + 1] -> image
-  tokens [B, 64] (word ids excluded from the draw)."""
+  tokens [B, T] (word ids excluded from the draw)."""
   task = restored.task
   allowed_V = jnp.arange(task.vocab_size) >= task.image_offset
-  return _sampler(restored, t2i.CAPTION_LENGTH + 1, t2i.IMAGE_TOKENS, allowed_V,
-                  use_cache, temperature, top_k)
+  return _sampler(restored, t2i.CAPTION_LENGTH + 1, task.image_length,
+                  allowed_V, use_cache, temperature, top_k)
 
 
 def images_of(task, tokens_BxN) -> onp.ndarray:
-  return task.dequantise(onp.asarray(tokens_BxN) - task.image_offset)
+  return task.token_images(onp.asarray(tokens_BxN) - task.image_offset)
 
 
 def draw_images(restored, workdir: str, prompts: list[str], captions: list,

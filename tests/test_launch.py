@@ -82,7 +82,7 @@ def test_sigkill_and_relaunch_equals_uninterrupted_run(tmp_path):
     (["--config=experiments/copy_memory.py:quick", "--config.task.name=nope"],
      "Unknown task.name 'nope'; valid: adding, associative_recall, copy_memory, "
      "flip_flop, induction_heads, listops, reverse, selective_copy, sequential_digits, "
-     "text_to_image."),
+     "text_to_image, vqvae_digits."),
     (["--config=experiments/missing.py"], "does not exist"),
     (["--config=experiments/copy_memory.py:quick", "--mode=bogus"],
      "--mode='bogus' is not allowed"),

@@ -13,8 +13,10 @@ import ml_collections
 import numpy as onp
 import pytest
 
+from seqjax import checkpoints
 from seqjax import configs
 from seqjax import digit_eval
+from seqjax import dvae_codec
 from seqjax import generation
 from seqjax import models
 from seqjax import sampling
@@ -56,10 +58,12 @@ def test_unknown_words_are_named():
 def test_quantised_images_round_trip(levels):
   task = make(grey_levels=levels)
   tokens = onp.random.RandomState(0).randint(0, levels, (5, 64))
-  onp.testing.assert_array_equal(task.quantise(task.dequantise(tokens)), tokens)
+  onp.testing.assert_array_equal(task.image_tokens(task.token_images(tokens)),
+                                 tokens)
   images, _ = task.images("train")  # real images, quantised
-  assert set(onp.unique(task.quantise(images))) <= set(range(levels))
-  onp.testing.assert_array_equal(task.dequantise(task.quantise(images)), images)
+  assert set(onp.unique(task.image_tokens(images))) <= set(range(levels))
+  onp.testing.assert_array_equal(task.token_images(task.image_tokens(images)),
+                                 images)
   if levels == 17:  # every level of the data kept: the original images
     raw = sequential_digits.load_splits(0, 180, 360)["train"][0]
     onp.testing.assert_allclose(images, raw, atol=1e-6)
@@ -84,6 +88,56 @@ def test_batch_is_caption_sep_image_with_weighted_mask():
     words = len(caption.split())
     expected = [0.125] * (words - 1) + [0.0] * (c - words) + [0.125] + [1.0] * 64
     onp.testing.assert_allclose(batch["mask"][row], expected)
+
+
+# --- the learned tokenizer (vqvae_digits, dvae) -------------------------------
+
+
+@pytest.fixture(scope="module")
+def tokenizer_run(tmp_path_factory):
+  config = ml_collections.ConfigDict()
+  config.task = tasks.task_config("vqvae_digits", grey_levels=3)
+  config.model = models.model_config("dvae", codebook_size=8, hidden=16)
+  config.train = configs.train_defaults()
+  config.train.update(steps=30, batch_size=16, learning_rate=1e-2, warmup_steps=1,
+                      eval_every=30, checkpoint_every=30, eval_batches=1)
+  workdir = str(tmp_path_factory.mktemp("vq") / "run")
+  train.train_and_evaluate(config, workdir, progress=False)
+  return workdir
+
+
+def test_vq_codes_decode_to_the_quantised_image_the_model_reconstructs(
+    tokenizer_run):
+  task = make(grey_levels=3, tokenizer_run=tokenizer_run)
+  assert task.image_length == 16 and task.image_vocab == 8
+  assert task.io.length == t2i.CAPTION_LENGTH + 16
+  images, _ = task.images("eval")
+  codes = task.image_tokens(images)
+  assert codes.shape == (len(images), 16) and 0 <= codes.min() and codes.max() < 8
+  decoded = task.token_images(codes)
+  assert set(onp.unique(decoded * 2)) <= {0.0, 1.0, 2.0}  # on the 3 levels
+  onp.testing.assert_array_equal(task.image_tokens(decoded).shape, codes.shape)
+  # The task's tokenizer is exactly the trained model's reconstruction.
+  restored = checkpoints.load(tokenizer_run)
+  patches = digit_eval_patches(images, 3)
+  logits = restored.model.apply({"params": restored.params}, patches)
+  model_images = dvae_codec.unpatch(
+      onp.asarray(jnp.argmax(logits, -1)).reshape(-1, 16, 4)) / 2
+  onp.testing.assert_array_equal(decoded, model_images.astype(onp.float32))
+  batch = task.batch(jax.random.key(0), 4)
+  assert batch["inputs"].shape == (4, t2i.CAPTION_LENGTH + 16)
+  assert int(batch["targets"][:, -16:].min()) >= task.image_offset
+
+
+def digit_eval_patches(images, levels):
+  return dvae_codec.patches(onp.rint(images * (levels - 1))) / (levels - 1)
+
+
+def test_tokenizer_run_must_match(tokenizer_run, tmp_path):
+  with pytest.raises(ConfigError, match="grey_levels \\(3 there, 4 here\\)"):
+    make(grey_levels=4, tokenizer_run=tokenizer_run)
+  with pytest.raises(ConfigError, match="is not a vqvae_digits run"):
+    make(tokenizer_run=str(tmp_path))
 
 
 # --- the sampler -------------------------------------------------------------

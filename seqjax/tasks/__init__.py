@@ -14,6 +14,7 @@ from seqjax.tasks.reverse import Reverse
 from seqjax.tasks.selective_copy import SelectiveCopy
 from seqjax.tasks.sequential_digits import SequentialDigits
 from seqjax.tasks.text_to_image import TextToImage
+from seqjax.tasks.vqvae_digits import VQVAEDigits
 
 TASKS: dict[str, type] = {
     "copy_memory": CopyMemory,
@@ -26,6 +27,7 @@ TASKS: dict[str, type] = {
     "reverse": Reverse,
     "sequential_digits": SequentialDigits,
     "text_to_image": TextToImage,
+    "vqvae_digits": VQVAEDigits,
 }
 
 

@@ -8,16 +8,22 @@ One sequence per example, text then image, modelled left to right:
 Captions name the label in one of `len(TEMPLATES)` phrasings, with the digit as a
 word or a numeral ("a handwritten seven", "the digit 7", "seven", ...), drawn
 uniformly per example. The word-level vocabulary is a pure function of this file
-(`VOCAB`), so a run's config fixes it. Image tokens are the pixels in row-major
-order quantised to `grey_levels` levels (pixel p in 0..16 -> floor(p (G-1) / 16
-+ 1/2)); image token g has id `len(VOCAB) + g`.
+(`VOCAB`), so a run's config fixes it. Image tokens, two ways:
+  pixels (`tokenizer_run` empty): the T = 64 pixels in row-major order quantised to
+      `grey_levels` levels (pixel p in 0..16 -> floor(p (G-1) / 16 + 1/2));
+  learned (`tokenizer_run` = a `vqvae_digits` run, experiments/vqvae_digits.py):
+      T = 16 codes, one per 2x2 patch of the quantised image (`seqjax.dvae_codec`,
+      DALL-E's dVAE at this scale), K = the run's model.codebook_size; decoding
+      codes gives a quantised image. The tokenizer run must have the same
+      grey_levels and split.
+Image token g has id `len(VOCAB) + g`.
 
 Training (IOSpec kind "lm"): inputs are the sequence without its last token,
-targets the sequence without its first; L = C + 64. The loss weight (`mask`) is 1
+targets the sequence without its first; L = C + T. The loss weight (`mask`) is 1
 on image targets and `text_loss_weight` on the other non-pad targets (the caption
 words after the first, and <sep>; DALL-E weighted text 1/8). Headline metric:
 `image_nll`, the mean cross-entropy of the image tokens (nats per token; mode
-min), chance ln(G), the uniform guess. Whether generated images show the
+min), chance ln(G) (or ln(K)), the uniform guess. Whether generated images show the
 captioned digit is judged outside training, by an independent classifier
 (`seqjax.digit_eval`, `launch.py --mode=generate`).
 
@@ -27,15 +33,19 @@ C is the length of the longest caption (5 words).
 import dataclasses
 import functools
 import math
+import os
 
 import jax
 import jax.numpy as jnp
 import numpy as onp
 
-from seqjax import configs
+from seqjax import checkpoints
+from seqjax import dvae_codec
+from seqjax import workdir as workdir_lib
 from seqjax.errors import ConfigError
 from seqjax.tasks import base
 from seqjax.tasks import sequential_digits
+from seqjax.tasks import vqvae_digits
 
 NAMES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight",
          "nine")
@@ -48,7 +58,7 @@ VOCAB = (PAD, SEP) + tuple(sorted(
 WORD_ID = {w: i for i, w in enumerate(VOCAB)}
 CAPTION_LENGTH = max(len(t.split()) for t in TEMPLATES)  # C
 IMAGE_SIDE = sequential_digits.IMAGE
-IMAGE_TOKENS = IMAGE_SIDE * IMAGE_SIDE
+SPLIT_FIELDS = ("grey_levels", "split_seed", "valid_size", "test_size")
 
 
 def captions(digit: int) -> list[str]:
@@ -101,10 +111,29 @@ def caption_table() -> onp.ndarray:
                     for d in range(10)])
 
 
+@functools.lru_cache(maxsize=4)
+def tokenizer_config(run: str) -> dict:
+  """The config of tokenizer run `run` (a `vqvae_digits` run), checked."""
+  config = workdir_lib.read_json(os.path.join(run, "config.json"))
+  if config is None or config["task"]["name"] != "vqvae_digits":
+    raise ConfigError(
+        f"task.tokenizer_run={run!r} is not a vqvae_digits run (no config.json "
+        "of that task); train one with experiments/vqvae_digits.py, or leave it "
+        "empty for pixel tokens.")
+  return config
+
+
+@functools.lru_cache(maxsize=4)
+def tokenizer_params(run: str):
+  return checkpoints.load_params(run)
+
+
 @dataclasses.dataclass(frozen=True)
 class TextToImage:
   """Attributes are the `config.task` fields of `text_to_image`."""
-  grey_levels: int = 4           # G, grey levels of a pixel token
+  grey_levels: int = 4           # G, grey levels of a pixel
+  tokenizer_run: str = ""        # a vqvae_digits run: learned image tokens;
+                                 # empty: quantised pixels
   text_loss_weight: float = 0.0  # loss weight of text targets (DALL-E: 1/8)
   split_seed: int = 0            # seed of the fixed train / validation / test split
   valid_size: int = 180          # validation images
@@ -116,15 +145,21 @@ class TextToImage:
   solved = None                  # no threshold; see `seqjax.digit_eval`
 
   def __post_init__(self):
-    if not isinstance(self.grey_levels, int) or not 2 <= self.grey_levels <= 17:
-      raise ConfigError(f"task.grey_levels={self.grey_levels!r} must be an "
-                        "integer from 2 to 17 (the images have 17 levels).")
+    vqvae_digits.check_grey_levels(self.grey_levels)
     if not 0 <= self.text_loss_weight <= 1:
       raise ConfigError(f"task.text_loss_weight={self.text_loss_weight!r} must "
                         "be in [0, 1] (DALL-E used 1/8).")
     sequential_digits.SequentialDigits(split_seed=self.split_seed,
                                        valid_size=self.valid_size,
                                        test_size=self.test_size)  # validates
+    if self.tokenizer_run:
+      theirs = tokenizer_config(self.tokenizer_run)["task"]
+      differ = [f"{k} ({theirs[k]!r} there, {getattr(self, k)!r} here)"
+                for k in SPLIT_FIELDS if theirs[k] != getattr(self, k)]
+      if differ:
+        raise ConfigError(
+            f"task.tokenizer_run={self.tokenizer_run!r} was trained with other "
+            f"task settings: {', '.join(differ)}; they must match.")
 
   @property
   def image_offset(self) -> int:
@@ -132,35 +167,57 @@ class TextToImage:
     return len(VOCAB)
 
   @property
+  def image_length(self) -> int:
+    """T, image tokens per image."""
+    return dvae_codec.NUM_PATCHES if self.tokenizer_run else IMAGE_SIDE ** 2
+
+  @property
+  def image_vocab(self) -> int:
+    """G pixel levels, or K codes of the tokenizer."""
+    if self.tokenizer_run:
+      return tokenizer_config(self.tokenizer_run)["model"]["codebook_size"]
+    return self.grey_levels
+
+  @property
   def vocab_size(self) -> int:
-    return len(VOCAB) + self.grey_levels
+    return len(VOCAB) + self.image_vocab
 
   @property
   def io(self) -> base.IOSpec:
-    return base.IOSpec(kind="lm", length=CAPTION_LENGTH + IMAGE_TOKENS,
+    return base.IOSpec(kind="lm", length=CAPTION_LENGTH + self.image_length,
                        output_size=self.vocab_size, input_vocab=self.vocab_size)
 
   @property
   def chance(self) -> float:
-    return math.log(self.grey_levels)
+    return math.log(self.image_vocab)
 
   # --- image tokens ------------------------------------------------------------
 
-  def quantise(self, images_NxHxW) -> onp.ndarray:
-    """Images in [0, 1] -> tokens [N, 64] int32 in 0..G-1 (row-major)."""
-    x = onp.asarray(images_NxHxW, onp.float64).reshape(-1, IMAGE_TOKENS)
-    return onp.floor(x * (self.grey_levels - 1) + 0.5).astype(onp.int32)
+  def image_tokens(self, images_NxHxW) -> onp.ndarray:
+    """Images in [0, 1] -> tokens [N, T] int32 in 0..G-1 (or 0..K-1)."""
+    levels = vqvae_digits.quantise(images_NxHxW, self.grey_levels)
+    if not self.tokenizer_run:
+      return levels.reshape(levels.shape[0], -1)
+    return onp.asarray(dvae_codec.encode(tokenizer_params(self.tokenizer_run),
+                                         dvae_codec.patches(levels),
+                                         self.grey_levels))
 
-  def dequantise(self, tokens_NxP) -> onp.ndarray:
-    """Tokens [N, 64] in 0..G-1 -> images [N, 8, 8] float32 in [0, 1]."""
-    t = onp.asarray(tokens_NxP).reshape(-1, IMAGE_SIDE, IMAGE_SIDE)
-    return (t / (self.grey_levels - 1)).astype(onp.float32)
+  def token_images(self, tokens_NxT) -> onp.ndarray:
+    """Tokens [N, T] -> images [N, 8, 8] float32 in [0, 1], on the G levels."""
+    tokens_NxT = onp.asarray(tokens_NxT)
+    if self.tokenizer_run:
+      levels = dvae_codec.unpatch(onp.asarray(dvae_codec.decode(
+          tokenizer_params(self.tokenizer_run), tokens_NxT)))
+    else:
+      levels = tokens_NxT.reshape(-1, IMAGE_SIDE, IMAGE_SIDE)
+    return (levels / (self.grey_levels - 1)).astype(onp.float32)
 
   def images(self, split: str) -> tuple[onp.ndarray, onp.ndarray]:
     """Real images of `split`, quantised to G levels: ([N, 8, 8], labels [N])."""
     images, labels = sequential_digits.load_splits(
         self.split_seed, self.valid_size, self.test_size)[split]
-    return self.dequantise(self.quantise(images)), labels
+    levels = vqvae_digits.quantise(images, self.grey_levels)
+    return (levels / (self.grey_levels - 1)).astype(onp.float32), labels
 
   # --- sequences ---------------------------------------------------------------
 
@@ -174,7 +231,7 @@ class TextToImage:
     """The examples of `split` ("train", "eval" or "test") as device arrays."""
     images, labels = sequential_digits.load_splits(
         self.split_seed, self.valid_size, self.test_size)[split]
-    return dict(image_tokens=jnp.asarray(self.quantise(images)),
+    return dict(image_tokens=jnp.asarray(self.image_tokens(images)),
                 labels=jnp.asarray(labels))
 
   def sample(self, data: dict, key, batch_size: int):
