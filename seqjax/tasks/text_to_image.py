@@ -125,7 +125,10 @@ def tokenizer_config(run: str) -> dict:
 
 @functools.lru_cache(maxsize=4)
 def tokenizer_params(run: str):
-  return checkpoints.load_params(run)
+  """The tokenizer's parameters, restored once; concrete even when first asked
+  for inside a jitted function (the task's data are computed eagerly)."""
+  with jax.ensure_compile_time_eval():
+    return jax.device_get(checkpoints.load_params(run))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -160,6 +163,7 @@ class TextToImage:
         raise ConfigError(
             f"task.tokenizer_run={self.tokenizer_run!r} was trained with other "
             f"task settings: {', '.join(differ)}; they must match.")
+      tokenizer_params(self.tokenizer_run)  # restored here, outside any trace
 
   @property
   def image_offset(self) -> int:
@@ -198,16 +202,18 @@ class TextToImage:
     levels = vqvae_digits.quantise(images_NxHxW, self.grey_levels)
     if not self.tokenizer_run:
       return levels.reshape(levels.shape[0], -1)
-    return onp.asarray(dvae_codec.encode(tokenizer_params(self.tokenizer_run),
-                                         dvae_codec.patches(levels),
-                                         self.grey_levels))
+    with jax.ensure_compile_time_eval():
+      return onp.asarray(dvae_codec.encode(tokenizer_params(self.tokenizer_run),
+                                           dvae_codec.patches(levels),
+                                           self.grey_levels))
 
   def token_images(self, tokens_NxT) -> onp.ndarray:
     """Tokens [N, T] -> images [N, 8, 8] float32 in [0, 1], on the G levels."""
     tokens_NxT = onp.asarray(tokens_NxT)
     if self.tokenizer_run:
-      levels = dvae_codec.unpatch(onp.asarray(dvae_codec.decode(
-          tokenizer_params(self.tokenizer_run), tokens_NxT)))
+      with jax.ensure_compile_time_eval():
+        levels = dvae_codec.unpatch(onp.asarray(dvae_codec.decode(
+            tokenizer_params(self.tokenizer_run), tokens_NxT)))
     else:
       levels = tokens_NxT.reshape(-1, IMAGE_SIDE, IMAGE_SIDE)
     return (levels / (self.grey_levels - 1)).astype(onp.float32)
