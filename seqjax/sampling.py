@@ -6,8 +6,9 @@ picks a token (greedy at temperature 0, else a sample of softmax(logits / T),
 optionally from the `top_k` largest logits and the `allowed` ids only), feeds it
 to `step`, and repeats for a fixed number of tokens; after an end token every
 later token is the end token. Token t is drawn with key t of
-`jax.random.split(rng, num_tokens)`, so two decoders that compute the same
-logits draw the same tokens.
+`jax.random.split(rng, num_tokens)` folded with the row's index, so two decoders
+that compute the same logits draw the same tokens, and a row's tokens do not
+depend on the other rows of the batch.
 
 `sample_lm` runs it for a decoder-only model with the `SequenceModel` decode
 convention (a "cache" collection under `decode=True`): the prompt is read in one
@@ -38,7 +39,11 @@ def choose(logits_BxV, key, temperature: float = 0.0, top_k: int = 0,
   if top_k:
     kth_Bx1 = jax.lax.top_k(logits_BxV, top_k)[0][:, -1:]
     logits_BxV = jnp.where(logits_BxV < kth_Bx1, -jnp.inf, logits_BxV)
-  return jax.random.categorical(key, logits_BxV / temperature).astype(jnp.int32)
+  # A key per row: a sequence's draw does not depend on what else is in the batch.
+  keys_B = jax.vmap(jax.random.fold_in, (None, 0))(
+      key, jnp.arange(logits_BxV.shape[0]))
+  return jax.vmap(jax.random.categorical)(
+      keys_B, logits_BxV / temperature).astype(jnp.int32)
 
 
 def check(temperature: float, top_k: int, rng) -> None:

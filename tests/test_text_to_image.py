@@ -300,3 +300,11 @@ def test_sampling_speed_benchmark_draws_the_same_images_either_way(tiny_run):
   assert [(r["kv_cache"], r["temperature"]) for r in rows] == [
       (True, 0.0), (False, 0.0), (True, 1.0), (False, 1.0)]
   assert all(r["same_as_cached"] and r["tokens_per_s"] > 0 for r in rows)
+
+
+def test_a_rows_sample_does_not_depend_on_the_rest_of_the_batch():
+  logits = jax.random.normal(jax.random.key(0), (5, 7))
+  key = jax.random.key(3)
+  alone = sampling.choose(logits[:2], key, temperature=1.0)
+  more = sampling.choose(logits, key, temperature=1.0)
+  onp.testing.assert_array_equal(alone, more[:2])
