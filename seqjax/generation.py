@@ -169,7 +169,10 @@ def _token_prompts(task, prompts, num_samples: int, config) -> onp.ndarray:
       raise ConfigError(f"--prompt: at most {io.length} tokens.")
     return onp.array(rows, onp.int32)
   exp = train.build(config)
-  inputs = onp.asarray(task.batch(exp.key(train.TEST, 0), num_samples)["inputs"])
+  batch_fn = train.make_batch_fn(exp, train.TEST)  # held-out examples
+  inputs = onp.concatenate([
+      onp.asarray(batch_fn(i)["inputs"])
+      for i in range(-(-num_samples // exp.train.batch_size))])[:num_samples]
   return inputs[:, :max(1, io.length // 2)] if io.kind == "lm" else inputs
 
 

@@ -290,6 +290,25 @@ def test_generate_tokens_for_another_decoder(tmp_path):
     generation.run(workdir, prompts=["1 2 99"])
 
 
+def test_generate_tokens_for_an_encoder_decoder(tmp_path):
+  config = ml_collections.ConfigDict()
+  config.task = tasks.task_config("reverse", length=3, vocab=3)
+  config.model = models.model_config("transformer_encdec", width=8, num_layers=1,
+                                     num_heads=2)
+  config.train = configs.train_defaults()
+  config.train.update(steps=2, batch_size=4, warmup_steps=1, eval_every=2,
+                      checkpoint_every=2, eval_batches=1)
+  workdir = str(tmp_path / "reverse")
+  train.train_and_evaluate(config, workdir, progress=False)
+  io = tasks.build(config.task).io
+  result = generation.run(workdir, prompts=["0 1 2"], num_samples=5,
+                          temperature=1.0, top_k=2, seed=3)
+  assert result["prompts"] == [[0, 1, 2]] * 5
+  assert onp.array(result["tokens"]).shape == (5, io.target_length)
+  with pytest.raises(ConfigError, match="has 3 tokens, not 2"):
+    generation.run(workdir, prompts=["0 1"])
+
+
 def test_sampling_speed_benchmark_draws_the_same_images_either_way(tiny_run):
   out = subprocess.run([sys.executable, "-m", "benchmarks.sampling_speed",
                         f"--workdir={tiny_run}", "--images=3", "--repeats=1"],
