@@ -309,18 +309,6 @@ def test_generate_tokens_for_an_encoder_decoder(tmp_path):
     generation.run(workdir, prompts=["0 1"])
 
 
-def test_sampling_speed_benchmark_draws_the_same_images_either_way(tiny_run):
-  out = subprocess.run([sys.executable, "-m", "benchmarks.sampling_speed",
-                        f"--workdir={tiny_run}", "--images=3", "--repeats=1"],
-                       cwd=ROOT, capture_output=True, text=True, timeout=300,
-                       check=True)
-  rows = [json.loads(line) for line in out.stdout.splitlines()
-          if line.startswith("{")]
-  assert [(r["kv_cache"], r["temperature"]) for r in rows] == [
-      (True, 0.0), (False, 0.0), (True, 1.0), (False, 1.0)]
-  assert all(r["same_as_cached"] and r["tokens_per_s"] > 0 for r in rows)
-
-
 def test_a_rows_sample_does_not_depend_on_the_rest_of_the_batch():
   logits = jax.random.normal(jax.random.key(0), (5, 7))
   key = jax.random.key(3)
