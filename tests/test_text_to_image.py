@@ -47,6 +47,15 @@ def test_captions_round_trip_and_name_their_digit():
   assert t2i.decode_caption(t2i.encode_caption("The Digit  7")) == "the digit 7"
 
 
+def test_vocabulary_is_stored_in_the_config_and_checked():
+  config = tasks.task_config("text_to_image")
+  assert tuple(config.vocabulary) == t2i.VOCAB
+  stored = ml_collections.ConfigDict(json.loads(config.to_json()))
+  assert tasks.build(stored).vocabulary == t2i.VOCAB  # a list in JSON
+  with pytest.raises(ConfigError, match="not this code's caption vocabulary"):
+    make(vocabulary=t2i.VOCAB[:-1])
+
+
 def test_unknown_words_are_named():
   with pytest.raises(ConfigError, match="'purple', 'elephant'"):
     t2i.encode_caption("a purple elephant")

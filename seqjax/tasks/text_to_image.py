@@ -8,7 +8,8 @@ One sequence per example, text then image, modelled left to right:
 Captions name the label in one of `len(TEMPLATES)` phrasings, with the digit as a
 word or a numeral ("a handwritten seven", "the digit 7", "seven", ...), drawn
 uniformly per example. The word-level vocabulary is a pure function of this file
-(`VOCAB`), so a run's config fixes it. Image tokens, two ways:
+(`VOCAB`); it is also the field `vocabulary`, so a run's config.json holds it and
+a run refuses code whose vocabulary differs. Image tokens, two ways:
   pixels (`tokenizer_run` empty): the T = 64 pixels in row-major order quantised to
       `grey_levels` levels (pixel p in 0..16 -> floor(p (G-1) / 16 + 1/2));
   learned (`tokenizer_run` = a `vqvae_digits` run, experiments/vqvae_digits.py):
@@ -141,6 +142,8 @@ class TextToImage:
   split_seed: int = 0            # seed of the fixed train / validation / test split
   valid_size: int = 180          # validation images
   test_size: int = 360           # test images
+  vocabulary: tuple = VOCAB      # the word ids, stored with the run's config so
+                                 # that a run refuses code with other words
 
   loss = "xent"
   metric = "image_nll"           # cross-entropy of image tokens, nats per token
@@ -148,6 +151,12 @@ class TextToImage:
   solved = None                  # no threshold; see `seqjax.digit_eval`
 
   def __post_init__(self):
+    object.__setattr__(self, "vocabulary", tuple(self.vocabulary))
+    if self.vocabulary != VOCAB:
+      raise ConfigError(
+          f"task.vocabulary={list(self.vocabulary)} is not this code's caption "
+          f"vocabulary {list(VOCAB)}; a run keeps the vocabulary it was trained "
+          "with, so sample it with the code of its time.")
     vqvae_digits.check_grey_levels(self.grey_levels)
     if not 0 <= self.text_loss_weight <= 1:
       raise ConfigError(f"task.text_loss_weight={self.text_loss_weight!r} must "
