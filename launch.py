@@ -2,6 +2,7 @@
 
   python launch.py --config=experiments/copy_memory.py:quick --workdir=runs/copy
   python launch.py --workdir=runs/copy --mode=eval [--step=N]
+  python launch.py --workdir=runs/t2i --mode=generate [--prompt="the digit 7"]
 
 This file is intentionally short; everything else is an importable library.
 """
@@ -20,11 +21,14 @@ from ml_collections import config_flags
 # The README's main job; tests/test_launch.py checks that the README says the same.
 MAIN_JOB = ("python launch.py --config=experiments/long_dependency.py:quick "
             "--mode=sweep --jobs=2 --workdir=runs/long_dependency_quick")
-MODES = ("train", "eval", "sweep", "report")
+MODES = ("train", "eval", "sweep", "report", "generate")
 # The modes that use each mode-specific flag; any other mode refuses it.
-FLAG_MODES = {"config": ("train", "eval", "sweep"), "step": ("eval",),
+FLAG_MODES = {"config": ("train", "eval", "sweep"), "step": ("eval", "generate"),
               "eval_batches": ("eval",), "jobs": ("sweep",),
-              "sweep_shard": ("sweep",)}
+              "sweep_shard": ("sweep",), "group_size": ("sweep",),
+              "prompt": ("generate",), "num_samples": ("generate",),
+              "temperature": ("generate",), "top_k": ("generate",),
+              "seed": ("generate",)}
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Experiment config file, optionally with :ARGS.")
@@ -42,11 +46,21 @@ _SHARD = flags.DEFINE_string("sweep_shard", None,
 _GROUP_SIZE = flags.DEFINE_integer(
     "group_size", None, "--mode=sweep: most trials trained together as one "
     "program (default: 8 on a CPU, 32 with an accelerator).")
-_STEP = flags.DEFINE_integer("step", None, "--mode=eval: checkpoint step "
-                             "(default: the best by the headline metric).")
+_STEP = flags.DEFINE_integer("step", None, "--mode=eval, generate: checkpoint "
+                             "step (default: the best by the headline metric).")
 _EVAL_BATCHES = flags.DEFINE_integer(
     "eval_batches", None, "--mode=eval: batches per split (default: the run's "
     "train.eval_batches; a dataset task's whole split).")
+_PROMPT = flags.DEFINE_multi_string(
+    "prompt", None, "--mode=generate: a caption (text_to_image) or token ids; "
+    "repeatable.")
+_NUM_SAMPLES = flags.DEFINE_integer("num_samples", 10,
+                                    "--mode=generate: samples per prompt.")
+_TEMPERATURE = flags.DEFINE_float("temperature", 1.0,
+                                  "--mode=generate: 0 is greedy.")
+_TOP_K = flags.DEFINE_integer("top_k", 0, "--mode=generate: sample from the K "
+                              "most likely tokens (0: all).")
+_SEED = flags.DEFINE_integer("seed", 0, "--mode=generate: sampling seed.")
 
 
 def usage() -> str:
@@ -80,6 +94,13 @@ def main(argv):
       raise ConfigError("--workdir is required.")
     from seqjax import configs, workdir  # pylint: disable=import-outside-toplevel
     workdir.check_name_length(_WORKDIR.value)
+    if _MODE.value == "generate":
+      from seqjax import generation  # pylint: disable=import-outside-toplevel
+      result = generation.run(_WORKDIR.value, _PROMPT.value, _NUM_SAMPLES.value,
+                              _TEMPERATURE.value, _TOP_K.value, _SEED.value,
+                              _STEP.value)
+      print(json.dumps(result, indent=2))
+      return 0
     if _MODE.value == "sweep":
       from seqjax import report, sweep  # pylint: disable=import-outside-toplevel
       spec = next((a.split("=", 1)[1] for a in sys.argv

@@ -177,3 +177,17 @@ def load(workdir: str, step: int | None = None) -> Restored:
   finally:
     mngr.close()
   return Restored(config, exp.task, exp.model, state.params, int(step))
+
+
+def load_params(workdir: str, step: int | None = None) -> Any:
+  """The parameters of a run as saved (a tree of arrays), without building its
+  model or task: for a run that another run reads, such as the image tokenizer of
+  `text_to_image`. Checkpoint `step`, else the latest."""
+  mngr = manager(workdir, 1, "loss", "min", read_only=True)
+  steps = mngr.all_steps()
+  if not steps:
+    raise ConfigError(f"{workdir!r} holds no checkpoint.")
+  state = mngr.restore(max(steps) if step is None else step,
+                       args=ocp.args.StandardRestore())
+  mngr.close()
+  return state["params"]

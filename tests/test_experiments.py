@@ -46,6 +46,6 @@ def test_model_settings_apply_where_the_model_has_the_field():
 
 
 def test_unknown_model_names_the_valid_ones():
-  with pytest.raises(ConfigError, match="Unknown model.name 'lstmm'; valid: gru, lru, lstm"):
+  with pytest.raises(ConfigError, match="Unknown model.name 'lstmm'; valid: dvae, gru, lru, lstm"):
     experiment_config.build(tasks.task_config("adding"), "lstmm", False,
                             model_settings={}, train={})

@@ -5,6 +5,7 @@ import flax.linen as nn
 import ml_collections
 
 from seqjax import configs
+from seqjax.models.dvae import DVAEConfig
 from seqjax.models.encdec import TransformerEncDecConfig
 from seqjax.models.linear_recurrence import LRUConfig
 from seqjax.models.linear_recurrence import MinGRUConfig
@@ -28,6 +29,7 @@ MODELS: dict[str, type] = {
     "transformer_encdec": TransformerEncDecConfig,
     "rnn_encdec": RNNEncDecConfig,
     "vit": ViTConfig,
+    "dvae": DVAEConfig,
 }
 
 

@@ -11,7 +11,7 @@ at the end token.
 The sequence-to-sequence interface (shared with `rnn_encdec`):
   model.apply({"params": p}, inputs_BxS, decoder_inputs_BxT, train=...) -> [B, T, V]
   model.apply({"params": p}, inputs_BxS, method="generate", max_length=T,
-              temperature=0.0, rng=None) -> tokens [B, T] int32
+              temperature=0.0, rng=None, top_k=0) -> tokens [B, T] int32
 With `decode=True` and the mutable "cache" collection, the call reads the next
 chunk of decoder inputs (the encoder is recomputed from `inputs_BxS` each call).
 """
@@ -22,6 +22,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from seqjax import sampling
 from seqjax.errors import ConfigError
 from seqjax.models.transformer import AttentionModelConfig
 from seqjax.models.transformer import Stack
@@ -94,47 +95,35 @@ class TransformerEncDec(nn.Module):
                        train=train, decode=decode)
 
   def generate(self, inputs_BxS, max_length: int, temperature: float = 0.0,
-               rng=None):
+               rng=None, top_k: int = 0):
     """Autoregressive decoding from BOS: tokens [B, max_length] int32.
 
     Greedy when `temperature` is 0, else samples softmax(logits / temperature)
-    with `rng`. Once a sequence has produced EOS, every later token is EOS.
+    (from the `top_k` largest when given) with `rng` (`seqjax.sampling`). Once a
+    sequence has produced EOS, every later token is EOS.
     """
-    if temperature < 0:
-      raise ValueError(f"temperature must be >= 0, got {temperature}.")
-    if temperature > 0 and rng is None:
-      raise ValueError("Sampling (temperature > 0) needs an `rng` key.")
+    sampling.check(temperature, top_k, rng)
     if self.config.positional == "learned" and max_length > self.io.target_length:
       raise ValueError(f"max_length={max_length} exceeds the learned positional "
                        f"table of {self.io.target_length} positions.")
     encoded_BxSxD = self.encode(inputs_BxS)
     target, variables = self.target.unbind()
     target = target.clone(cache_length=max_length)
-    batch = inputs_BxS.shape[0]
-    eos = self.io.eos_id
-    bos_Bx1 = jnp.full((batch, 1), self.io.bos_id, jnp.int32)
+    bos_B = jnp.full((inputs_BxS.shape[0],), self.io.bos_id, jnp.int32)
     shapes = jax.eval_shape(lambda: target.init(
-        jax.random.key(0), encoded_BxSxD, bos_Bx1, decode=True))["cache"]
+        jax.random.key(0), encoded_BxSxD, bos_B[:, None], decode=True))["cache"]
     cache = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
 
-    def step(carry, key):
-      cache, token_Bx1, done_B = carry
+    def step(cache, token_B):
       logits_Bx1xV, updated = target.apply(
           {"params": variables["params"], "cache": cache}, encoded_BxSxD,
-          token_Bx1, decode=True, mutable=["cache"])
-      logits_BxV = logits_Bx1xV[:, -1].astype(jnp.float32)
-      if temperature == 0:
-        next_B = jnp.argmax(logits_BxV, axis=-1)
-      else:
-        next_B = jax.random.categorical(key, logits_BxV / temperature)
-      next_B = jnp.where(done_B, eos, next_B).astype(jnp.int32)
-      return (updated["cache"], next_B[:, None], done_B | (next_B == eos)), next_B
+          token_B[:, None], decode=True, mutable=["cache"])
+      return logits_Bx1xV[:, -1], updated["cache"]
 
-    keys = (jnp.arange(max_length) if rng is None
-            else jax.random.split(rng, max_length))
-    _, tokens_TxB = jax.lax.scan(
-        step, (cache, bos_Bx1, jnp.zeros((batch,), bool)), keys)
-    return tokens_TxB.T
+    logits_BxV, cache = step(cache, bos_B)
+    return sampling.decode_loop(step, cache, logits_BxV, max_length,
+                                temperature=temperature, top_k=top_k, rng=rng,
+                                eos_id=self.io.eos_id)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -12,7 +12,7 @@ encoder's final state. Cells and gate layouts are those of recurrent.py.
 It shares its interface with `transformer_encdec`:
   model.apply({"params": p}, inputs_BxS, decoder_inputs_BxT, train=...) -> [B, T, V]
   model.apply({"params": p}, inputs_BxS, method="generate", max_length=T,
-              temperature=0.0, rng=None) -> tokens [B, T] int32
+              temperature=0.0, rng=None, top_k=0) -> tokens [B, T] int32
 `generate` scans `max_length` steps from BOS, greedily or by temperature
 sampling; once a sequence has produced EOS every later token is EOS. Teacher
 forcing also sows the attention weights [B, T, S] into "intermediates".
@@ -25,6 +25,7 @@ import jax
 import jax.numpy as jnp
 
 from seqjax import configs
+from seqjax import sampling
 from seqjax.errors import ConfigError
 from seqjax.models import recurrent
 from seqjax.tasks.base import IOSpec
@@ -130,31 +131,20 @@ class RNNEncDec(nn.Module):
     return out_BxTxR @ self.head_w + self.head_b[None, None]
 
   def generate(self, inputs_BxS, max_length: int, temperature: float = 0.0,
-               rng=None):
-    """Decoding from BOS: tokens [B, max_length] int32, EOS after the first EOS."""
-    if temperature < 0:
-      raise ValueError(f"temperature must be >= 0, got {temperature}.")
-    if temperature > 0 and rng is None:
-      raise ValueError("Sampling (temperature > 0) needs an `rng` key.")
+               rng=None, top_k: int = 0):
+    """Decoding from BOS: tokens [B, max_length] int32, EOS after the first EOS
+    (the loop of `seqjax.sampling`)."""
+    sampling.check(temperature, top_k, rng)
     carry, encoded_BxSxH = self.encode(inputs_BxS)
     keys = self._keys(encoded_BxSxH)
-    batch, eos = inputs_BxS.shape[0], self.io.eos_id
 
-    def step(state, key):
-      carry, token_B, done_B = state
+    def step(carry, token_B):
       carry, (out_BxR, _) = self._step(encoded_BxSxH, keys, carry,
                                        self.embedding[token_B])
-      logits_BxV = (out_BxR @ self.head_w + self.head_b[None]).astype(jnp.float32)
-      if temperature == 0:
-        next_B = jnp.argmax(logits_BxV, axis=-1)
-      else:
-        next_B = jax.random.categorical(key, logits_BxV / temperature)
-      next_B = jnp.where(done_B, eos, next_B).astype(jnp.int32)
-      return (carry, next_B, done_B | (next_B == eos)), next_B
+      return out_BxR @ self.head_w + self.head_b[None], carry
 
-    keys_T = (jnp.arange(max_length) if rng is None
-              else jax.random.split(rng, max_length))
-    start = (carry, jnp.full((batch,), self.io.bos_id, jnp.int32),
-             jnp.zeros((batch,), bool))
-    _, tokens_TxB = jax.lax.scan(step, start, keys_T)
-    return tokens_TxB.T
+    bos_B = jnp.full((inputs_BxS.shape[0],), self.io.bos_id, jnp.int32)
+    logits_BxV, carry = step(carry, bos_B)
+    return sampling.decode_loop(step, carry, logits_BxV, max_length,
+                                temperature=temperature, top_k=top_k, rng=rng,
+                                eos_id=self.io.eos_id)

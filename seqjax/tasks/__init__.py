@@ -13,6 +13,8 @@ from seqjax.tasks.listops import ListOps
 from seqjax.tasks.reverse import Reverse
 from seqjax.tasks.selective_copy import SelectiveCopy
 from seqjax.tasks.sequential_digits import SequentialDigits
+from seqjax.tasks.text_to_image import TextToImage
+from seqjax.tasks.vqvae_digits import VQVAEDigits
 
 TASKS: dict[str, type] = {
     "copy_memory": CopyMemory,
@@ -24,6 +26,8 @@ TASKS: dict[str, type] = {
     "listops": ListOps,
     "reverse": Reverse,
     "sequential_digits": SequentialDigits,
+    "text_to_image": TextToImage,
+    "vqvae_digits": VQVAEDigits,
 }
 
 

@@ -32,7 +32,7 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
-KINDS = ("lm", "classify", "seq2seq")
+KINDS = ("lm", "classify", "seq2seq", "autoencode")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,12 +41,13 @@ class IOSpec:
 
   Attributes:
     kind: "lm" (an output per position, causal models), "classify" (one label per
-      sequence, read at the last position) or "seq2seq" (source and target).
+      sequence, read at the last position), "seq2seq" (source and target) or
+      "autoencode" (inputs [B, L, F] -> outputs [B, T, V], reconstruction).
     length: input length L (the source length S for seq2seq).
     output_size: V, logits per position, or the regression dimension.
     input_vocab: number of input token ids, or None for real-valued inputs.
     input_features: F for real-valued inputs [B, L, F], else None.
-    target_length: T for seq2seq.
+    target_length: T for seq2seq and autoencode.
     bos_id, eos_id: begin and end tokens of seq2seq targets.
     eval_lengths: other input lengths the model is also evaluated at (the
       task's `eval_sets`), so a model can refuse lengths it cannot read.
