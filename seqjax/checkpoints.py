@@ -24,6 +24,7 @@ import jax
 import orbax.checkpoint as ocp
 from orbax.checkpoint.checkpoint_managers import preservation_policy as pp
 
+from seqjax import metric_log
 from seqjax.errors import ConfigError
 
 ITEM = "default"  # the item directory of a single-item checkpoint manager
@@ -162,7 +163,7 @@ def load(workdir: str, step: int | None = None) -> Restored:
   if not steps:
     raise ConfigError(f"--workdir={workdir!r} holds no checkpoint.")
   if step is None:
-    step = mngr.best_step() or mngr.latest_step()
+    step = best_step(workdir, steps, exp.task) or max(steps)
   elif step not in steps:
     raise ConfigError(f"--step={step} has no checkpoint in {workdir!r}; "
                       f"available: {sorted(steps)}.")
@@ -177,6 +178,19 @@ def load(workdir: str, step: int | None = None) -> Restored:
   finally:
     mngr.close()
   return Restored(config, exp.task, exp.model, state.params, int(step))
+
+
+def best_step(workdir: str, steps, task) -> int | None:
+  """Of the checkpointed `steps`, the best by the task's headline metric on the
+  validation stream (DIR/metrics.jsonl; ties go to the later step, as the
+  manager's BestN policy keeps), or None if none was evaluated."""
+  evals = [r for r in metric_log.read(os.path.join(workdir, "metrics.jsonl"))
+           if r["split"] == "eval" and r["step"] in steps
+           and isinstance(r.get(task.metric), (int, float))]
+  if not evals:
+    return None
+  pick = max if task.mode == "max" else min
+  return pick(reversed(evals), key=lambda r: r[task.metric])["step"]
 
 
 def load_params(workdir: str, step: int | None = None) -> Any:

@@ -119,3 +119,19 @@ def test_non_finite_loss_is_recorded_as_diverged(tiny_config, tmp_path):
   assert summary["status"] == "diverged"
   assert 1 <= summary["diverged_at"] <= 6
   assert json.load(open(os.path.join(workdir, "summary.json")))["status"] == "diverged"
+
+
+def test_load_restores_the_best_checkpoint_by_the_validation_metric(
+    tiny_config, tmp_path):
+  tiny_config.train.update(steps=10, keep_checkpoints=5)
+  workdir = str(tmp_path / "run")
+  train.train_and_evaluate(tiny_config, workdir, progress=False)
+  path = os.path.join(workdir, "metrics.jsonl")
+  records = metric_log.read(path)
+  for r in records:  # step 4 the best on validation, every other eval worse
+    if r["split"] == "eval":
+      r["accuracy"] = 1.0 if r["step"] == 4 else 0.0
+  with open(path, "w") as f:
+    f.writelines(json.dumps(r) + "\n" for r in records)
+  assert checkpoints.load(workdir).step == 4
+  assert train.evaluate_checkpoint(workdir)["step"] == 4
