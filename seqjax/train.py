@@ -733,6 +733,26 @@ class _Program:
                     for n in range(len(self.runs))]
     return out
 
+  def _test(self, split: str, eval_step) -> list[dict]:
+    """Per-run metrics of a test split: a dataset task's whole split, each
+    example once (`exact_batches`), else `train.eval_batches` sampled batches."""
+    exp, task = self.exp, split_task(self.exp, split)
+    if not hasattr(task, "examples"):
+      seeds = self.seeds if self.group else None
+      batch_fn = make_batch_fn(exp, TEST, task, seeds)
+      return self._evaluate({split: (eval_step, batch_fn)})[split]
+    if self.group:  # the same batches for every run
+      eval_step = jax.jit(jax.vmap(_eval_fn(exp, task), in_axes=(0, None)))
+    totals, weights = [], []
+    for batch, real in exact_batches(exp, TEST, task, None):
+      totals.append(eval_step(self._params(), batch))
+      weights.append(real)
+    totals = jax.device_get(totals)
+    means = {k: sum(onp.asarray(t[k]) * w for t, w in zip(totals, weights))
+             / sum(weights) for k in totals[0]}
+    return [{**{k: float(onp.reshape(v, -1)[n]) for k, v in means.items()},
+             "examples": sum(weights)} for n in range(len(self.runs))]
+
   def _loop(self, start: int, starts, stop: dict, launch_start: float,
             extra: dict) -> None:
     exp, runs, tc, task = self.exp, self.runs, self.exp.train, self.exp.task
@@ -812,11 +832,8 @@ class _Program:
       summaries()
       return
     if active():  # the test splits, with the validation splits' compiled steps
-      seeds = self.seeds if self.group else None
-      tests = self._evaluate({
-          split: (valid["eval" + split[len("test"):]][0],
-                  make_batch_fn(exp, TEST, split_task(exp, split), seeds))
-          for split in eval_splits(exp, "test")})
+      tests = {split: self._test(split, valid["eval" + split[len("test"):]][0])
+               for split in eval_splits(exp, "test")}
       for n, r in enumerate(runs):
         if r.status == "running":
           for split, per_run in tests.items():
