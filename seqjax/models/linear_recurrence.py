@@ -41,7 +41,10 @@ SCANS = ("sequential", "parallel")
 def linear_scan(a_LxBxN, b_LxBxN, h0_BxN, method: str):
   """h_t = a_t * h_{t-1} + b_t over the leading (time) axis, from h_{-1} = h0.
 
-  Returns all states [L, B, N]; the last one is the carry.
+  The one scan of every linear recurrence in seqjax (LRU, minGRU, Mamba,
+  RG-LRU). The trailing axes are any shape shared by a, b and h0 ([B, N] here;
+  Mamba's state is [B, E, N]). Returns all states [L, B, N]; the last one is
+  the carry.
   """
   b_LxBxN = b_LxBxN.at[0].add(a_LxBxN[0] * h0_BxN)
   if method == "sequential":
@@ -54,11 +57,12 @@ def linear_scan(a_LxBxN, b_LxBxN, h0_BxN, method: str):
   return jax.lax.associative_scan(combine, (a_LxBxN, b_LxBxN))[1]
 
 
-def _carried(module, decode: bool, init):
-  """The state carried in the "cache" collection under decoding, else `init`."""
+def carried(module, decode: bool, init, name: str = "state"):
+  """(cache variable, value): the state carried in the "cache" collection under
+  decoding (variable `name` of `module`), else (None, `init`)."""
   if not decode:
     return None, init
-  cache = module.variable("cache", "state", lambda: init)
+  cache = module.variable("cache", name, lambda: init)
   return cache, cache.value
 
 
@@ -98,7 +102,7 @@ class LRULayer(nn.Module):
     bx_LxBxN = jnp.einsum("bld,dn->lbn", x_BxLxD,
                           (b_re + 1j * b_im).astype(jnp.complex64))
     bx_LxBxN = bx_LxBxN * jnp.exp(gamma_log)[None, None]
-    cache, h0 = _carried(self, decode, jnp.zeros((x_BxLxD.shape[0], n),
+    cache, h0 = carried(self, decode, jnp.zeros((x_BxLxD.shape[0], n),
                                                  jnp.complex64))
     a_LxBxN = jnp.broadcast_to(lam_N.astype(jnp.complex64), bx_LxBxN.shape)
     h_LxBxN = linear_scan(a_LxBxN, bx_LxBxN, h0, self.scan)
@@ -121,7 +125,7 @@ class MinGRULayer(nn.Module):
     dtype = jnp.promote_types(z_BxLxD.dtype, jnp.float32)
     a_LxBxD = jnp.swapaxes(1 - z_BxLxD, 0, 1).astype(dtype)
     b_LxBxD = jnp.swapaxes(z_BxLxD * candidate_BxLxD, 0, 1).astype(dtype)
-    cache, h0 = _carried(self, decode, jnp.zeros((x_BxLxD.shape[0], width), dtype))
+    cache, h0 = carried(self, decode, jnp.zeros((x_BxLxD.shape[0], width), dtype))
     h_LxBxD = linear_scan(a_LxBxD, b_LxBxD, h0, self.scan)
     if cache is not None and not self.is_initializing():
       cache.value = h_LxBxD[-1]
