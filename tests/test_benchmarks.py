@@ -56,3 +56,10 @@ def test_recurrent_layouts_agree(length):
     assert row[name]["max_grad_diff"] < 1e-4, name
   assert row["layer_matmul_gflop"] == pytest.approx(6 * 2 * 2 * length * 8 * 32 / 1e9)
   assert row["roofline_ms"] > 0
+
+
+def test_selective_step():
+  rows = run("benchmarks.selective_step", "--width=8", "--vocab=5",
+             "--models=lstm,mamba:sequential,rglru:parallel", *TINY)
+  assert [r["model"] for r in rows] == ["lstm", "mamba:sequential", "rglru:parallel"]
+  assert rows[0]["over_lstm"] == 1.0 and all(r["num_params"] > 0 for r in rows)
