@@ -310,6 +310,8 @@ def test_sqrt_with_bounded_derivative():
   onp.testing.assert_allclose(selective.sqrt_bounded_derivative(x), jnp.sqrt(x))
   g = jax.grad(lambda v: jnp.sum(selective.sqrt_bounded_derivative(v)))(x)
   onp.testing.assert_allclose(g, [1000.0, 50.0, 1.0], rtol=1e-5)
+  onp.testing.assert_allclose(jax.jvp(selective.sqrt_bounded_derivative, (x,),
+                                      (jnp.ones(3),))[1], g, rtol=1e-6)
 
 
 @pytest.mark.parametrize("name, fields, match", [
@@ -376,3 +378,6 @@ def test_decay_rates_are_the_spectral_radius_analogue(name):
       assert onp.all((r >= 0.9 - 1e-5) & (r <= 0.999 + 1e-5))
     else:  # slowest mode exp(-delta): delta in [1e-3, 0.1]
       assert onp.all((r >= math.exp(-0.1) - 1e-6) & (r <= math.exp(-1e-3) + 1e-6))
+  # The state Jacobian (forward mode, through the whole cache) works too.
+  jac = diagnostics.state_jacobian_norms(model, params, tokens, [1, 4])
+  assert jac["distance"] == [1, 4] and all(onp.isfinite(jac["jacobian_norm"]))

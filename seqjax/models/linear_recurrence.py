@@ -41,20 +41,37 @@ SCANS = ("sequential", "parallel")
 def linear_scan(a_LxBxN, b_LxBxN, h0_BxN, method: str):
   """h_t = a_t * h_{t-1} + b_t over the leading (time) axis, from h_{-1} = h0.
 
-  The one scan of every linear recurrence in seqjax (LRU, minGRU, Mamba,
-  RG-LRU). The trailing axes are any shape shared by a, b and h0 ([B, N] here;
-  Mamba's state is [B, E, N]). Returns all states [L, B, N]; the last one is
-  the carry.
+  The trailing axes are any shape shared by a, b and h0 ([B, N] here).
+  Returns all states [L, B, N]; the last one is the carry.
   """
-  b_LxBxN = b_LxBxN.at[0].add(a_LxBxN[0] * h0_BxN)
+  return fused_linear_scan(lambda ab: ab, (a_LxBxN, b_LxBxN), h0_BxN, method,
+                           lambda h, _: h)[1]
+
+
+def fused_linear_scan(coefficients, xs, h0, method: str, readout):
+  """The one scan of every linear recurrence in seqjax (LRU, minGRU, Mamba,
+  RG-LRU): h_t = a_t * h_{t-1} + b_t, (a_t, b_t) = coefficients(xs_t), from
+  h_{-1} = h0, returning (h_{L-1}, readout(h_t, xs_t) stacked over t).
+
+  `xs` is a pytree of arrays with a leading time axis L. `coefficients` and
+  `readout` must broadcast over leading axes, as they are called per step by
+  the sequential scan (`lax.scan`: a_t, b_t and h_t exist one step at a time,
+  never as [L, ...] arrays) and on whole sequences by the parallel one
+  (`lax.associative_scan`, Blelloch 1990, with the combine (a1, b1), (a2, b2)
+  -> (a1 a2, a2 b1 + b2)). Mamba's a and b are [L, B, E, N] against its [L, B, E]
+  inputs and outputs, so the sequential form saves their memory traffic.
+  """
   if method == "sequential":
-    def step(h, ab):
-      h = ab[0] * h + ab[1]
-      return h, h
-    _, h_LxBxN = jax.lax.scan(step, jnp.zeros_like(h0_BxN), (a_LxBxN, b_LxBxN))
-    return h_LxBxN
+    def step(h, xs_t):
+      a, b = coefficients(xs_t)
+      h = a * h + b
+      return h, readout(h, xs_t)
+    return jax.lax.scan(step, h0, xs)
+  a, b = coefficients(xs)
+  b = b.at[0].add(a[0] * h0)
   combine = lambda x, y: (x[0] * y[0], y[0] * x[1] + y[1])
-  return jax.lax.associative_scan(combine, (a_LxBxN, b_LxBxN))[1]
+  h = jax.lax.associative_scan(combine, (a, b))[1]
+  return h[-1], readout(h, xs)
 
 
 def carried(module, decode: bool, init, name: str = "state"):
