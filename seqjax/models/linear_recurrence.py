@@ -116,17 +116,20 @@ class LRULayer(nn.Module):
     c_im = self.param("C_im", normal(1 / math.sqrt(n)), (n, width))
     d = self.param("D", normal(1.0), (width,))
     lam_N = jnp.exp(-jnp.exp(nu_log) + 1j * jnp.exp(theta_log))
-    bx_LxBxN = jnp.einsum("bld,dn->lbn", x_BxLxD,
-                          (b_re + 1j * b_im).astype(jnp.complex64))
+    # B x and Re(C h) as real matmuls on the real and imaginary parts: the same
+    # products, but XLA:CPU runs a complex64 matmul about 10x slower than a
+    # float32 one of the same shape (docs/benchmarks.md, issue 15).
+    bx_LxBx2N = jnp.einsum("bld,dn->lbn", x_BxLxD, jnp.concatenate([b_re, b_im], -1))
+    bx_LxBxN = jax.lax.complex(bx_LxBx2N[..., :n], bx_LxBx2N[..., n:])
     bx_LxBxN = bx_LxBxN * jnp.exp(gamma_log)[None, None]
     cache, h0 = carried(self, decode, jnp.zeros((x_BxLxD.shape[0], n),
-                                                 jnp.complex64))
+                                                jnp.complex64))
     a_LxBxN = jnp.broadcast_to(lam_N.astype(jnp.complex64), bx_LxBxN.shape)
     h_LxBxN = linear_scan(a_LxBxN, bx_LxBxN, h0, self.scan)
     if cache is not None and not self.is_initializing():
       cache.value = h_LxBxN[-1]
-    y_LxBxD = jnp.real(jnp.einsum("lbn,nd->lbd", h_LxBxN,
-                                  (c_re + 1j * c_im).astype(jnp.complex64)))
+    y_LxBxD = jnp.einsum("lbn,nd->lbd", jnp.concatenate(
+        [jnp.real(h_LxBxN), -jnp.imag(h_LxBxN)], -1), jnp.concatenate([c_re, c_im]))
     return jnp.swapaxes(y_LxBxD, 0, 1) + d[None, None] * x_BxLxD
 
 
