@@ -2,8 +2,10 @@
 
   python launch.py --config=experiments/induction_heads.py:quick --workdir=runs/induction
   python launch.py --config=experiments/induction_heads.py:model=lstm,length=256 --workdir=runs/induction256
+  python launch.py --config=experiments/induction_heads.py:model=mamba --workdir=runs/induction_mamba
 
-Arguments: model (a name in seqjax.models.MODELS), length (training L; 256 as in the paper, or 32
+Arguments: model (a name in seqjax.models.MODELS; mamba is the paper's model, rglru (Hawk) its
+gated-linear-recurrence rival), length (training L; 256 as in the paper, or 32
 when quick), quick (a run that finishes on a laptop CPU in well under a minute). Evaluation also
 runs at longer lengths (task.eval_lengths: 512, 1024, 4096; 64, 128 when quick), logged as splits
 eval_len<N> and test_len<N>.

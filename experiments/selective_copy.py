@@ -2,10 +2,12 @@
 
   python launch.py --config=experiments/selective_copy.py:quick --workdir=runs/selcopy
   python launch.py --config=experiments/selective_copy.py:model=lstm,length=4096 --workdir=runs/selcopy4k
+  python launch.py --config=experiments/selective_copy.py:model=mamba --workdir=runs/selcopy_mamba
 
-Arguments: model (a name in seqjax.models.MODELS), length (L; 4096 as in the paper, or 32 when
-quick), num_tokens (M; 16, or 4 when quick), quick (a run that finishes on a laptop CPU in well under
-a minute). The paper's model size is 2 layers of width 64.
+Arguments: model (a name in seqjax.models.MODELS; mamba is the paper's model, rglru (Hawk) its
+gated-linear-recurrence rival, lru and lstm non-selective baselines), length (L; 4096 as in the
+paper, or 32 when quick), num_tokens (M; 16, or 4 when quick), quick (a run that finishes on a
+laptop CPU in well under a minute). The paper's model size is 2 layers of width 64.
 """
 
 import ml_collections

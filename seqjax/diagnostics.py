@@ -13,7 +13,9 @@ model; `grad_through_time` returns them as well so that can be checked.
 
 For recurrent models also: the norm of d h_T / d h_t through the recurrence
 itself (the carried state of the decode convention, so any recurrent model
-works), and the spectral radius of each square recurrent matrix (`w_rec` blocks).
+works), and the spectral radius of each square recurrent matrix (`w_rec` blocks),
+or for the diagonal recurrences the largest decay per step (LRU |lambda|; Mamba
+and the RG-LRU, whose decay depends on the input: `decay_rates`).
 
 Attention maps: the weights [B, H, L, S] of every layer, captured by rebuilding
 the model with `capture_weights=True` (same parameters).
@@ -122,10 +124,30 @@ def state_jacobian_norms(model, params, inputs_BxL, distances) -> dict:
   return {"distance": list(out), "jacobian_norm": list(out.values())}
 
 
-def spectral_radii(params) -> dict:
+def decay_rates(params, rglru_c: float = 8.0) -> dict:
+  """Per-channel decay per step of the selective recurrences, from parameters
+  alone: {path: [E] array}. Their decay depends on the input, so a reference
+  input is fixed: Mamba's channel e at its resting delta (the delta projection's
+  input zero), max_n exp(-softplus(dt_bias_e) exp(A_log_en)), its slowest mode;
+  the RG-LRU's channel at a fully open recurrence gate (r_t = 1),
+  sigmoid(Lambda_e)^c, the fastest it can forget (r_t < 1 moves it toward 1)."""
+  flat = {"/".join(str(getattr(k, "key", k)) for k in path): onp.asarray(w, onp.float64)
+          for path, w in jax.tree_util.tree_flatten_with_path(params)[0]}
+  rates = {}
+  for name, w in flat.items():
+    if name.endswith("/A_log"):
+      delta = onp.logaddexp(0.0, flat[name[:-len("A_log")] + "dt_bias"])
+      rates[name] = onp.max(onp.exp(-delta[:, None] * onp.exp(w)), axis=-1)
+    elif name.endswith("/Lambda"):
+      rates[name] = onp.exp(-rglru_c * onp.logaddexp(0.0, -w))
+  return rates
+
+
+def spectral_radii(params, rglru_c: float = 8.0) -> dict:
   """Spectral radius of every square block of every `w_rec` matrix [H, n H],
-  and of every LRU's diagonal recurrence (max |lambda| = exp(-exp(nu_log)))."""
-  radii = {}
+  of every LRU's diagonal recurrence (max |lambda| = exp(-exp(nu_log))), and
+  its analogue for Mamba and the RG-LRU: the largest of their `decay_rates`."""
+  radii = {name: float(onp.max(r)) for name, r in decay_rates(params, rglru_c).items()}
   for path, w in jax.tree_util.tree_flatten_with_path(params)[0]:
     name = "/".join(str(getattr(k, "key", k)) for k in path)
     if name.endswith("nu_log"):
@@ -152,7 +174,7 @@ def attention_maps(model_config, io, params, inputs) -> list:
   return found
 
 
-RECURRENT = ("rnn", "lstm", "gru", "lru", "mingru")
+RECURRENT = ("rnn", "lstm", "gru", "lru", "mingru", "mamba", "rglru")
 
 
 def run(workdir: str, batch_size: int = 16) -> dict:
@@ -175,6 +197,7 @@ def run(workdir: str, batch_size: int = 16) -> dict:
   out_dir = os.path.join(workdir, "diagnostics")
   os.makedirs(out_dir, exist_ok=True)
   title = f"{config.model.name} on {config.task.name}"
+  model_cfg = configs.to_dataclass(models.MODELS, config.model, "model")
 
   measure = make_grad_through_time(exp.model, exp.task.loss)
   gtt = {label: measure(p, batch) for label, p in labelled}
@@ -191,11 +214,11 @@ def run(workdir: str, batch_size: int = 16) -> dict:
     result["state_jacobian"] = {
         label: state_jacobian_norms(exp.model, p, small, distances)
         for label, p in labelled}
-    result["spectral_radius"] = {label: spectral_radii(p) for label, p in labelled}
+    c = getattr(model_cfg, "c", 8.0)  # the RG-LRU's exponent
+    result["spectral_radius"] = {label: spectral_radii(p, c) for label, p in labelled}
     plots.curves(result["state_jacobian"], "distance", "jacobian_norm",
                  os.path.join(out_dir, "state_jacobian.png"), title=title,
                  ylabel="|d h_T / d h_(T - distance)|")
-  model_cfg = configs.to_dataclass(models.MODELS, config.model, "model")
   if hasattr(model_cfg, "capture_weights") and exp.task.io.kind != "seq2seq":
     for label, p in labelled[-1:]:
       maps = attention_maps(model_cfg, exp.task.io, p, batch["inputs"][:1])

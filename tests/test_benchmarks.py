@@ -65,3 +65,10 @@ def test_sweep_throughput():
   for row in rows:
     assert row["trials"] == 6 and row["trial_steps"] == 12
     assert row["statuses"] == ["completed"] and row["trial_steps_per_s"] > 0
+
+
+def test_selective_step():
+  rows = run("benchmarks.selective_step", "--width=8", "--vocab=5",
+             "--models=lstm,mamba:sequential,rglru:parallel", *TINY)
+  assert [r["model"] for r in rows] == ["lstm", "mamba:sequential", "rglru:parallel"]
+  assert rows[0]["over_lstm"] == 1.0 and all(r["num_params"] > 0 for r in rows)

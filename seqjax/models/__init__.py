@@ -13,6 +13,8 @@ from seqjax.models.recurrent import GRUConfig
 from seqjax.models.recurrent import LSTMConfig
 from seqjax.models.recurrent import RNNConfig
 from seqjax.models.rnn_encdec import RNNEncDecConfig
+from seqjax.models.selective import MambaConfig
+from seqjax.models.selective import RGLRUConfig
 from seqjax.models.transformer import TransformerConfig
 from seqjax.models.vit import ViTConfig
 from seqjax.models.window import WindowConfig
@@ -25,6 +27,8 @@ MODELS: dict[str, type] = {
     "gru": GRUConfig,
     "lru": LRUConfig,
     "mingru": MinGRUConfig,
+    "mamba": MambaConfig,
+    "rglru": RGLRUConfig,
     "transformer": TransformerConfig,
     "transformer_encdec": TransformerEncDecConfig,
     "rnn_encdec": RNNEncDecConfig,

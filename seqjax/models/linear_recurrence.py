@@ -41,24 +41,45 @@ SCANS = ("sequential", "parallel")
 def linear_scan(a_LxBxN, b_LxBxN, h0_BxN, method: str):
   """h_t = a_t * h_{t-1} + b_t over the leading (time) axis, from h_{-1} = h0.
 
+  The trailing axes are any shape shared by a, b and h0 ([B, N] here).
   Returns all states [L, B, N]; the last one is the carry.
   """
-  b_LxBxN = b_LxBxN.at[0].add(a_LxBxN[0] * h0_BxN)
+  return fused_linear_scan(lambda ab: ab, (a_LxBxN, b_LxBxN), h0_BxN, method,
+                           lambda h, _: h)[1]
+
+
+def fused_linear_scan(coefficients, xs, h0, method: str, readout):
+  """The one scan of every linear recurrence in seqjax (LRU, minGRU, Mamba,
+  RG-LRU): h_t = a_t * h_{t-1} + b_t, (a_t, b_t) = coefficients(xs_t), from
+  h_{-1} = h0, returning (h_{L-1}, readout(h_t, xs_t) stacked over t).
+
+  `xs` is a pytree of arrays with a leading time axis L. `coefficients` and
+  `readout` must broadcast over leading axes, as they are called per step by
+  the sequential scan (`lax.scan`: a_t, b_t and h_t exist one step at a time,
+  never as [L, ...] arrays) and on whole sequences by the parallel one
+  (`lax.associative_scan`, Blelloch 1990, with the combine (a1, b1), (a2, b2)
+  -> (a1 a2, a2 b1 + b2)). Mamba's a and b are [L, B, E, N] against its [L, B, E]
+  inputs and outputs, so the sequential form saves their memory traffic.
+  """
   if method == "sequential":
-    def step(h, ab):
-      h = ab[0] * h + ab[1]
-      return h, h
-    _, h_LxBxN = jax.lax.scan(step, jnp.zeros_like(h0_BxN), (a_LxBxN, b_LxBxN))
-    return h_LxBxN
+    def step(h, xs_t):
+      a, b = coefficients(xs_t)
+      h = a * h + b
+      return h, readout(h, xs_t)
+    return jax.lax.scan(step, h0, xs)
+  a, b = coefficients(xs)
+  b = b.at[0].add(a[0] * h0)
   combine = lambda x, y: (x[0] * y[0], y[0] * x[1] + y[1])
-  return jax.lax.associative_scan(combine, (a_LxBxN, b_LxBxN))[1]
+  h = jax.lax.associative_scan(combine, (a, b))[1]
+  return h[-1], readout(h, xs)
 
 
-def _carried(module, decode: bool, init):
-  """The state carried in the "cache" collection under decoding, else `init`."""
+def carried(module, decode: bool, init, name: str = "state"):
+  """(cache variable, value): the state carried in the "cache" collection under
+  decoding (variable `name` of `module`), else (None, `init`)."""
   if not decode:
     return None, init
-  cache = module.variable("cache", "state", lambda: init)
+  cache = module.variable("cache", name, lambda: init)
   return cache, cache.value
 
 
@@ -95,17 +116,20 @@ class LRULayer(nn.Module):
     c_im = self.param("C_im", normal(1 / math.sqrt(n)), (n, width))
     d = self.param("D", normal(1.0), (width,))
     lam_N = jnp.exp(-jnp.exp(nu_log) + 1j * jnp.exp(theta_log))
-    bx_LxBxN = jnp.einsum("bld,dn->lbn", x_BxLxD,
-                          (b_re + 1j * b_im).astype(jnp.complex64))
+    # B x and Re(C h) as real matmuls on the real and imaginary parts: the same
+    # products, but XLA:CPU runs a complex64 matmul about 10x slower than a
+    # float32 one of the same shape (docs/benchmarks.md, issue 15).
+    bx_LxBx2N = jnp.einsum("bld,dn->lbn", x_BxLxD, jnp.concatenate([b_re, b_im], -1))
+    bx_LxBxN = jax.lax.complex(bx_LxBx2N[..., :n], bx_LxBx2N[..., n:])
     bx_LxBxN = bx_LxBxN * jnp.exp(gamma_log)[None, None]
-    cache, h0 = _carried(self, decode, jnp.zeros((x_BxLxD.shape[0], n),
-                                                 jnp.complex64))
+    cache, h0 = carried(self, decode, jnp.zeros((x_BxLxD.shape[0], n),
+                                                jnp.complex64))
     a_LxBxN = jnp.broadcast_to(lam_N.astype(jnp.complex64), bx_LxBxN.shape)
     h_LxBxN = linear_scan(a_LxBxN, bx_LxBxN, h0, self.scan)
     if cache is not None and not self.is_initializing():
       cache.value = h_LxBxN[-1]
-    y_LxBxD = jnp.real(jnp.einsum("lbn,nd->lbd", h_LxBxN,
-                                  (c_re + 1j * c_im).astype(jnp.complex64)))
+    y_LxBxD = jnp.einsum("lbn,nd->lbd", jnp.concatenate(
+        [jnp.real(h_LxBxN), -jnp.imag(h_LxBxN)], -1), jnp.concatenate([c_re, c_im]))
     return jnp.swapaxes(y_LxBxD, 0, 1) + d[None, None] * x_BxLxD
 
 
@@ -121,7 +145,7 @@ class MinGRULayer(nn.Module):
     dtype = jnp.promote_types(z_BxLxD.dtype, jnp.float32)
     a_LxBxD = jnp.swapaxes(1 - z_BxLxD, 0, 1).astype(dtype)
     b_LxBxD = jnp.swapaxes(z_BxLxD * candidate_BxLxD, 0, 1).astype(dtype)
-    cache, h0 = _carried(self, decode, jnp.zeros((x_BxLxD.shape[0], width), dtype))
+    cache, h0 = carried(self, decode, jnp.zeros((x_BxLxD.shape[0], width), dtype))
     h_LxBxD = linear_scan(a_LxBxD, b_LxBxD, h0, self.scan)
     if cache is not None and not self.is_initializing():
       cache.value = h_LxBxD[-1]
