@@ -266,8 +266,8 @@ def test_generate_writes_grids_and_caption_accuracy(tiny_run):
     (["--mode=generate", "--prompt=a purple seven"], "'purple'"),
     (["--mode=generate", "--num_samples=0"], "--num_samples=0 must be at least 1"),
     (["--mode=generate", "--temperature=0", "--top_k=3"], "needs --temperature > 0"),
-    (["--mode=eval", "--temperature=0.5"], "--temperature is used by --mode=generate only"),
-    (["--mode=eval", "--prompt=seven"], "--prompt is used by --mode=generate only"),
+    (["--mode=eval", "--temperature=0.5"], "--temperature is not used by --mode=eval; it serves --mode=generate"),
+    (["--mode=eval", "--prompt=seven"], "--prompt is not used by --mode=eval; it serves --mode=generate"),
 ])
 def test_bad_generate_input_exits_2_and_writes_nothing(tiny_run, args, message):
   before = sorted(os.path.relpath(os.path.join(d, f), tiny_run)
