@@ -10,6 +10,7 @@ from seqjax.tasks.copy_memory import CopyMemory
 from seqjax.tasks.flip_flop import FlipFlop
 from seqjax.tasks.induction_heads import InductionHeads
 from seqjax.tasks.listops import ListOps
+from seqjax.tasks.pathfinder import Pathfinder
 from seqjax.tasks.reverse import Reverse
 from seqjax.tasks.selective_copy import SelectiveCopy
 from seqjax.tasks.sequential_digits import SequentialDigits
@@ -22,6 +23,7 @@ TASKS: dict[str, type] = {
     "induction_heads": InductionHeads,
     "flip_flop": FlipFlop,
     "listops": ListOps,
+    "pathfinder": Pathfinder,
     "reverse": Reverse,
     "sequential_digits": SequentialDigits,
 }

@@ -1,0 +1,61 @@
+"""Files of the dataset tasks: the data directory, atomic cache writes, checks
+that the official files a task reads are present, and the one sampler of
+labelled examples they share.
+
+Generated data (ListOps, Pathfinder) is cached under
+  $SEQJAX_DATA/<task>/<name>.npz   (default $SEQJAX_DATA = ~/.cache/seqjax),
+written to a temporary file and renamed, so a reader never sees half a file and
+two runs generating at once both end with a whole one.
+"""
+
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as onp
+
+from seqjax.errors import ConfigError
+from seqjax.tasks import base
+
+
+def data_dir() -> str:
+  return os.environ.get("SEQJAX_DATA", os.path.expanduser("~/.cache/seqjax"))
+
+
+def save_npz(path: str, **arrays) -> None:
+  """Writes `arrays` to `path` (.npz, compressed) atomically."""
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  tmp = f"{path}.{os.getpid()}.tmp.npz"
+  onp.savez_compressed(tmp, **arrays)
+  os.replace(tmp, path)
+
+
+def require_files(key: str, directory: str, files: list[str], source: str) -> None:
+  """ConfigError unless every one of `files` exists in `directory` (config key
+  `key`); the message names the missing files and where they come from."""
+  if not directory:
+    raise ConfigError(
+        f"{key} is empty; it must name the directory holding "
+        f"{', '.join(files)} ({source}).")
+  if not os.path.isdir(directory):
+    raise ConfigError(
+        f"{key}={directory!r} is not a directory; it must hold "
+        f"{', '.join(files)} ({source}).")
+  missing = [f for f in files if not os.path.isfile(os.path.join(directory, f))]
+  if missing:
+    raise ConfigError(
+        f"{key}={directory!r} lacks {', '.join(missing)}; expected "
+        f"{', '.join(files)} there ({source}).")
+
+
+def sample_labelled(data: dict, key, batch_size: int):
+  """A classify batch of `batch_size` examples of `data` (inputs [N, L],
+  labels [N]), uniform with replacement; integer inputs become int32."""
+  index_B = jax.random.randint(key, (batch_size,), 0, data["labels"].shape[0])
+  inputs = data["inputs"][index_B]
+  if jnp.issubdtype(inputs.dtype, jnp.integer):
+    inputs = inputs.astype(jnp.int32)
+  length = inputs.shape[1]
+  return dict(inputs=inputs,
+              targets=base.classify_targets(data["labels"][index_B], length),
+              mask=base.last_position_mask(batch_size, length))
