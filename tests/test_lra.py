@@ -138,3 +138,75 @@ def test_pathfinder_bad_values():
                      (dict(num_valid=0), "num_valid")]:
     with pytest.raises(ConfigError, match=match):
       make("pathfinder", **bad)
+
+
+# --- your own text --------------------------------------------------------------
+
+
+def write(path, data: bytes):
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  with open(path, "wb") as f:
+    f.write(data)
+  return str(path)
+
+
+def find_row(haystack: bytes, row) -> int:
+  at = haystack.find(bytes(bytearray(int(v) for v in row)))
+  assert at >= 0, "a window that is not in its split"
+  return at
+
+
+def test_text_bytes_contiguous_splits_and_exact_windows(tmp_path):
+  corpus = bytes(range(256)) * 4                       # 1,024 bytes
+  path = write(tmp_path / "corpus.txt", corpus)
+  task = make("text", path=path, length=16, valid_fraction=0.125,
+              test_fraction=0.125)
+  assert task.io.kind == "lm" and task.io.input_vocab == 256
+  assert task.chance == 8.0 and task.mode == "min"
+  splits = {s: bytes(onp.asarray(task.data(s)["tokens"]).tolist())
+            for s in ("train", "eval", "test")}
+  assert splits["train"] + splits["eval"] + splits["test"] == corpus
+  assert [len(v) for v in splits.values()] == [768, 128, 128]
+  for split in ("train", "eval", "test"):
+    batch = task.sample(task.data(split), jax.random.key(1), 6)
+    inputs, targets = onp.asarray(batch["inputs"]), onp.asarray(batch["targets"])
+    assert inputs.shape == targets.shape == (6, 16)
+    assert onp.asarray(batch["mask"]).min() == 1.0
+    for x, y in zip(inputs, targets):
+      at = find_row(splits[split], x)        # inputs: a window of the split
+      assert bytes(y.tolist()) == splits[split][at + 1:at + 17]  # next bytes
+
+
+def test_text_folder_chars_and_bits_per_byte(tmp_path):
+  write(tmp_path / "d" / "b.txt", "wörld ✓ ".encode() * 20)
+  write(tmp_path / "d" / "a" / "x.txt", "héllo ".encode() * 20)
+  task = make("text", path=str(tmp_path / "d"), unit="char", length=8)
+  text = "héllo " * 20 + "wörld ✓ " * 20                  # sorted paths: a/x, b
+  vocab = sorted(set(text))
+  assert task.io.input_vocab == len(vocab)
+  tokens = onp.concatenate([onp.asarray(task.data(s)["tokens"])
+                            for s in ("train", "eval", "test")])
+  assert "".join(vocab[i] for i in tokens) == text
+  per_byte = len(text) / len(text.encode())
+  uniform = jax.numpy.zeros((2, 8, len(vocab)))
+  batch = task.sample(task.data("train"), jax.random.key(0), 2)
+  bpb = float(task.metrics(uniform, batch)["bits_per_byte"])
+  assert bpb == pytest.approx(onp.log2(len(vocab)) * per_byte, rel=1e-5)
+  assert task.chance == pytest.approx(bpb, rel=1e-5)
+
+
+def test_text_bad_paths_and_files(tmp_path):
+  with pytest.raises(ConfigError, match="does not exist"):
+    make("text", path=str(tmp_path / "nowhere.txt"))
+  with pytest.raises(ConfigError, match="does not exist"):
+    make("text")                                         # no path given
+  os.makedirs(tmp_path / "empty")
+  with pytest.raises(ConfigError, match="holds no files"):
+    make("text", path=str(tmp_path / "empty"))
+  short = write(tmp_path / "short.txt", b"abc" * 10)
+  with pytest.raises(ConfigError, match="too short for task.length=1024"):
+    make("text", path=short)
+  latin1 = write(tmp_path / "latin1.txt", "café ".encode("latin-1") * 100)
+  with pytest.raises(ConfigError, match="not valid UTF-8"):
+    make("text", path=latin1, unit="char", length=8)
+  assert make("text", path=latin1, length=8).io.input_vocab == 256  # bytes: any

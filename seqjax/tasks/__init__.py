@@ -14,6 +14,7 @@ from seqjax.tasks.pathfinder import Pathfinder
 from seqjax.tasks.reverse import Reverse
 from seqjax.tasks.selective_copy import SelectiveCopy
 from seqjax.tasks.sequential_digits import SequentialDigits
+from seqjax.tasks.text import Text
 
 TASKS: dict[str, type] = {
     "copy_memory": CopyMemory,
@@ -26,6 +27,7 @@ TASKS: dict[str, type] = {
     "pathfinder": Pathfinder,
     "reverse": Reverse,
     "sequential_digits": SequentialDigits,
+    "text": Text,
 }
 
 
