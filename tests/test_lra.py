@@ -210,3 +210,149 @@ def test_text_bad_paths_and_files(tmp_path):
   with pytest.raises(ConfigError, match="not valid UTF-8"):
     make("text", path=latin1, unit="char", length=8)
   assert make("text", path=latin1, length=8).io.input_vocab == 256  # bytes: any
+
+
+# --- LRA Text: IMDB reviews, bytes ---------------------------------------------------
+
+
+def write_imdb(root):
+  reviews = {
+      "train/neg": {"0_1.txt": b"Awful.", "1_2.txt": "Pas bon, trop long\xe9".encode()},
+      "train/pos": {"2_9.txt": "Très bien!".encode(), "3_10.txt": b"Loved it"},
+      "test/neg": {"0_2.txt": b"Meh"},
+      "test/pos": {"0_8.txt": b"A fine film, truly"},
+  }
+  for folder, files in reviews.items():
+    for name, text in files.items():
+      write(os.path.join(root, folder, name), text)
+  write(os.path.join(root, "train", "unsup", "0_0.txt"), b"ignored")
+  write(os.path.join(root, "README"), b"not a review")
+  return str(root)
+
+
+def byte_row(text: bytes, length: int, padding="left"):
+  ids = [b + 1 for b in text[:length]]                 # ByteTextEncoder: 0 pads
+  pad = [0] * (length - len(ids))
+  return pad + ids if padding == "left" else ids + pad
+
+
+def test_imdb_reads_acl_imdb_as_lra_bytes(tmp_path):
+  root = write_imdb(tmp_path / "aclImdb")
+  task = make("imdb", data_dir=root, max_length=8, valid_size=0)
+  assert task.io.input_vocab == 257 and task.io.length == 8
+  train = task.data("train")
+  assert onp.asarray(train["inputs"]).tolist() == [
+      byte_row(b"Awful.", 8), byte_row("Pas bon, trop long\xe9".encode(), 8),
+      byte_row("Très bien!".encode(), 8), byte_row(b"Loved it", 8)]
+  assert onp.asarray(train["labels"]).tolist() == [0, 0, 1, 1]
+  test = task.data("test")
+  assert onp.asarray(test["inputs"]).tolist() == [
+      byte_row(b"Meh", 8), byte_row(b"A fine film, truly", 8)]
+  onp.testing.assert_array_equal(task.data("eval")["inputs"], test["inputs"])
+  right = make("imdb", data_dir=root, max_length=8, valid_size=0, padding="right")
+  assert onp.asarray(right.data("test")["inputs"])[0].tolist() == byte_row(
+      b"Meh", 8, "right")
+  # A batch: rows of the split, the label at the last position only.
+  batch = task.sample(train, jax.random.key(3), 5)
+  index = jax.random.randint(jax.random.key(3), (5,), 0, 4)
+  onp.testing.assert_array_equal(batch["inputs"],
+                                 onp.asarray(train["inputs"])[onp.asarray(index)])
+  assert batch["inputs"].dtype == onp.int32
+  onp.testing.assert_array_equal(
+      batch["targets"][:, -1], onp.asarray(train["labels"])[onp.asarray(index)])
+  assert onp.asarray(batch["mask"]).sum() == 5
+
+
+def test_imdb_held_out_validation_is_disjoint_from_training(tmp_path):
+  root = write_imdb(tmp_path / "aclImdb")
+  task = make("imdb", data_dir=root, max_length=32, valid_size=1)
+  train, valid = rows_of(task.data("train")["inputs"]), rows_of(task.data("eval")["inputs"])
+  assert len(train) == 3 and len(valid) == 1 and not train & valid
+  everything = make("imdb", data_dir=root, max_length=32, valid_size=0)
+  assert train | valid == rows_of(everything.data("train")["inputs"])
+  with pytest.raises(ConfigError, match="valid_size=4 leaves no training"):
+    make("imdb", data_dir=root, max_length=32, valid_size=4)
+
+
+def test_imdb_missing_folders_name_the_expected_layout(tmp_path):
+  with pytest.raises(ConfigError, match=r"is not a directory.*aclImdb_v1.tar.gz"):
+    make("imdb", data_dir=str(tmp_path / "nowhere"))
+  with pytest.raises(ConfigError, match="is not a directory"):
+    make("imdb")
+  root = write_imdb(tmp_path / "aclImdb")
+  for name in os.listdir(os.path.join(root, "test", "pos")):
+    os.remove(os.path.join(root, "test", "pos", name))
+  with pytest.raises(ConfigError, match=r"no reviews in test/pos.*train/neg/\*.txt"):
+    make("imdb", data_dir=root)
+
+
+# --- LRA Image: CIFAR-10 in grey levels -------------------------------------------------
+
+
+def cifar_record(label, rgb_fn):
+  """One binary record: the label, then the R, G and B planes, row-major."""
+  planes = [[rgb_fn(i, j)[c] for i in range(32) for j in range(32)]
+            for c in range(3)]
+  return bytes([label] + planes[0] + planes[1] + planes[2])
+
+
+def write_cifar(root, corrupt=None):
+  os.makedirs(root, exist_ok=True)
+  rng = onp.random.default_rng(0)
+  records = {}
+  for f in [f"data_batch_{i}.bin" for i in range(1, 6)] + ["test_batch.bin"]:
+    recs = [cifar_record(int(rng.integers(10)),
+                         lambda i, j, r=rng.integers(256, size=(32, 32, 3)): r[i, j])
+            for _ in range(2)]
+    records[f] = recs
+    write(os.path.join(root, f), b"".join(recs))
+  return str(root), records
+
+
+def test_cifar10_reads_binary_batches_as_lra_grey_levels(tmp_path):
+  root, records = write_cifar(tmp_path / "cifar-10-batches-bin")
+  special = {(0, 0): (255, 255, 255), (0, 1): (0, 0, 0), (0, 2): (255, 0, 0),
+             (31, 31): (10, 20, 30), (5, 7): (0, 0, 255)}
+  rec = cifar_record(7, lambda i, j: special.get((i, j), (1, 2, 3)))
+  write(os.path.join(root, "test_batch.bin"), rec + records["test_batch.bin"][1])
+  task = make("cifar10", data_dir=root, valid_size=2)
+  assert task.io.length == 1024 and task.io.input_vocab == 256
+  test = onp.asarray(task.data("test")["inputs"])
+  assert test.shape == (2, 1024)
+  # Hand-computed tf.image.rgb_to_grayscale: floor(255.5 * sum(w * c / 255)).
+  assert test[0, 0] == 255 and test[0, 1] == 0 and test[0, 2] == 76
+  assert test[0, 31 * 32 + 31] == 18 and test[0, 5 * 32 + 7] == 29
+  assert test[0, 3] == 1        # (1, 2, 3) -> 1.88
+  assert onp.asarray(task.data("test")["labels"]).tolist() == [7, records["test_batch.bin"][1][0]]
+  # Every pixel of every record, from the file's bytes (R, G, B planes).
+  def expected(record):
+    r, g, b = (onp.frombuffer(record[1 + 1024 * c:1 + 1024 * (c + 1)], onp.uint8)
+               .astype(onp.float32) / onp.float32(255) for c in range(3))
+    value = (onp.float32(0.2989) * r + onp.float32(0.5870) * g
+             + onp.float32(0.1140) * b) * onp.float32(255.5)
+    return value.astype(onp.uint8)
+  train = onp.asarray(task.data("train")["inputs"])
+  in_order = [r for i in range(1, 6) for r in records[f"data_batch_{i}.bin"]]
+  assert train.shape == (8, 1024)
+  for row, record in zip(train, in_order[:8]):
+    assert onp.abs(row.astype(int) - expected(record).astype(int)).max() <= 1
+    assert (row == expected(record)).mean() > 0.99
+  valid_labels = onp.asarray(task.data("eval")["labels"]).tolist()
+  assert valid_labels == [r[0] for r in records["data_batch_5.bin"]]   # the last 10%
+  batch = task.sample(task.data("train"), jax.random.key(0), 4)
+  assert batch["inputs"].dtype == onp.int32 and batch["inputs"].shape == (4, 1024)
+
+
+def test_cifar10_missing_and_malformed_files(tmp_path):
+  root, _ = write_cifar(tmp_path / "c")
+  os.remove(os.path.join(root, "test_batch.bin"))
+  with pytest.raises(ConfigError, match=r"lacks test_batch.bin.*cifar-10-binary.tar.gz"):
+    make("cifar10", data_dir=root)
+  with pytest.raises(ConfigError, match="is not a directory"):
+    make("cifar10", data_dir=str(tmp_path / "nowhere"))
+  write(os.path.join(root, "test_batch.bin"), bytes(3072))
+  with pytest.raises(ConfigError, match="not a positive multiple of 3073"):
+    make("cifar10", data_dir=root, valid_size=2)
+  write(os.path.join(root, "test_batch.bin"), bytes([12]) + bytes(3072))
+  with pytest.raises(ConfigError, match="label 12"):
+    make("cifar10", data_dir=root, valid_size=2)

@@ -6,8 +6,10 @@ import ml_collections
 from seqjax import configs
 from seqjax.tasks.adding import Adding
 from seqjax.tasks.associative_recall import AssociativeRecall
+from seqjax.tasks.cifar10 import Cifar10
 from seqjax.tasks.copy_memory import CopyMemory
 from seqjax.tasks.flip_flop import FlipFlop
+from seqjax.tasks.imdb import Imdb
 from seqjax.tasks.induction_heads import InductionHeads
 from seqjax.tasks.listops import ListOps
 from seqjax.tasks.pathfinder import Pathfinder
@@ -28,6 +30,8 @@ TASKS: dict[str, type] = {
     "reverse": Reverse,
     "sequential_digits": SequentialDigits,
     "text": Text,
+    "imdb": Imdb,
+    "cifar10": Cifar10,
 }
 
 

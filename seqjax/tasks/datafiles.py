@@ -59,3 +59,22 @@ def sample_labelled(data: dict, key, batch_size: int):
   return dict(inputs=inputs,
               targets=base.classify_targets(data["labels"][index_B], length),
               mask=base.last_position_mask(batch_size, length))
+
+
+PADDINGS = ("left", "right")
+BYTE_VOCAB = 257  # tfds ByteTextEncoder, as LRA tokenises: id = byte + 1, 0 pads
+
+
+def byte_ids(docs: list[bytes], length: int, padding: str) -> onp.ndarray:
+  """Documents as LRA's byte tokens (tfds ByteTextEncoder: id = byte + 1, 0 is
+  padding), truncated to `length` and padded to it on the `padding` side
+  ("right" as LRA's padded_batch; "left" so a document ends at the last
+  position, where a causal model is read): [N, length] uint16."""
+  out = onp.zeros((len(docs), length), onp.uint16)
+  for i, doc in enumerate(docs):
+    ids = onp.frombuffer(doc[:length], onp.uint8).astype(onp.uint16) + 1
+    if padding == "right":
+      out[i, :len(ids)] = ids
+    else:
+      out[i, length - len(ids):] = ids
+  return out
