@@ -4,6 +4,7 @@ interface every task provides."""
 import ml_collections
 
 from seqjax import configs
+from seqjax.tasks.aan import Aan
 from seqjax.tasks.adding import Adding
 from seqjax.tasks.associative_recall import AssociativeRecall
 from seqjax.tasks.cifar10 import Cifar10
@@ -31,6 +32,7 @@ TASKS: dict[str, type] = {
     "sequential_digits": SequentialDigits,
     "text": Text,
     "imdb": Imdb,
+    "aan": Aan,
     "cifar10": Cifar10,
 }
 

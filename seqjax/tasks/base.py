@@ -40,6 +40,9 @@ class IOSpec:
     input_features: F for real-valued inputs [B, L, F], else None.
     target_length: T for seq2seq.
     bos_id, eos_id: begin and end tokens of seq2seq targets.
+    pair: classify a pair of documents (LRA Retrieval): inputs [B, L] hold
+      document 1 in the first L/2 positions and document 2 in the rest; a model
+      encodes each separately (seqjax.models.two_tower).
   """
   kind: str
   length: int
@@ -49,6 +52,7 @@ class IOSpec:
   target_length: int | None = None
   bos_id: int | None = None
   eos_id: int | None = None
+  pair: bool = False
 
 
 def cross_entropy(logits_BxLxV, targets_BxL, mask_BxL):
