@@ -451,3 +451,63 @@ def test_two_tower_trains_one_step(tmp_path):
   state, metrics = train.make_train_step(exp)(
       state, train.make_batch_fn(exp, train.TRAIN)(0))
   assert onp.isfinite(float(metrics["loss"])) and int(state.step) == 1
+
+
+# --- experiments: lra.py and text.py --------------------------------------------------
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def experiment_module(name):
+  import importlib.util  # pylint: disable=import-outside-toplevel
+  spec = importlib.util.spec_from_file_location(
+      name, os.path.join(ROOT, "experiments", f"{name}.py"))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def test_lra_sweep_runs_generated_tasks_and_file_tasks_given_their_folders(tmp_path):
+  from seqjax import sweep  # pylint: disable=import-outside-toplevel
+  lra = experiment_module("lra")
+  quick = lra.get_sweep("quick")
+  assert {t["arg.task"] for t in quick} == {"pathfinder", "listops"}
+  dirs = dict(imdb_dir=write_imdb(tmp_path / "aclImdb"),
+              aan_dir=write_aan(tmp_path / "tsv"),
+              cifar10_dir=write_cifar(tmp_path / "cifar")[0])
+  arg = "quick," + ",".join(f"{k}={v}" for k, v in dirs.items())
+  trials = lra.get_sweep(arg)
+  assert {t["arg.task"] for t in trials} == {"pathfinder", "listops", "imdb",
+                                             "aan", "cifar10"}
+  for trial in trials:
+    if trial["arg.task"] in ("imdb", "aan", "cifar10"):
+      config = sweep.trial_config(lra, arg, trial)
+      if "valid_size" in config.task:  # the tiny files hold few examples
+        config.task.valid_size = 2 if trial["arg.task"] == "cifar10" else 1
+      exp = train.build(config)
+      assert exp.task.io.kind == "classify"
+  full = lra.get_config("task=listops")
+  assert (full.model.width, full.model.num_layers, full.model.num_heads) == (512, 6, 8)
+  assert full.task.max_length == 2000
+  assert lra.get_config("task=pathx").task.resolution == 128
+  with pytest.raises(ConfigError, match="task.data_dir is empty.*data_batch_1.bin"):
+    train.build(lra.get_config("task=cifar10"))
+  with pytest.raises(ConfigError, match="arg.task='mnist'"):
+    lra.get_config("task=mnist")
+
+
+@pytest.mark.parametrize("experiment,arg,shrink", [
+    ("lra", "quick,task=pathfinder,model=lstm",
+     dict(num_train=32, num_valid=8, num_test=8)),
+    ("text", "quick,model=transformer", dict(length=16)),
+])
+def test_quick_configs_run_end_to_end(tmp_path, experiment, arg, shrink):
+  config = experiment_module(experiment).get_config(arg)
+  config.task.update(shrink)
+  config.model.update(width=8, num_layers=1)
+  config.train.update(steps=2, batch_size=4, warmup_steps=1, log_every=1,
+                      eval_every=2, eval_batches=1, checkpoint_every=2)
+  summary = train.train_and_evaluate(config, str(tmp_path / "run"), progress=False)
+  assert summary["status"] == "completed" and summary["step"] == 2
+  task = train.build(config).task
+  assert task.metric in summary["test"] and summary["chance"] == task.chance

@@ -1,6 +1,6 @@
 """Your own text: byte- or character-level language modelling on any UTF-8 file,
-or on every file under a folder (`path`; files in sorted order of their paths,
-joined as they are).
+or on every file under a folder (`path`; the files whose names match `pattern`,
+in sorted order of their paths, joined as they are).
 
 Units: `byte` (the default; 256 tokens, any file will do) or `char` (Unicode
 characters; the vocabulary is the sorted set of characters of the whole text,
@@ -18,6 +18,7 @@ vocabulary, log2(256) = 8 bits per byte for bytes.
 """
 
 import dataclasses
+import fnmatch
 import functools
 import math
 import os
@@ -33,20 +34,23 @@ from seqjax.tasks import base
 UNITS = ("byte", "char")
 
 
-def list_files(path: str) -> list[str]:
-  """`path` itself, or every regular file under the folder `path`, sorted."""
+def list_files(path: str, pattern: str = "*") -> list[str]:
+  """`path` itself, or every file under the folder `path` whose name matches
+  `pattern` (fnmatch), sorted by path."""
   if os.path.isfile(path):
     return [path]
   return sorted(os.path.join(root, f) for root, _, files in os.walk(path)
-                for f in files)
+                for f in files if fnmatch.fnmatch(f, pattern))
 
 
 @functools.lru_cache(maxsize=4)
-def read_corpus(path: str, unit: str) -> tuple[onp.ndarray, tuple, float]:
+def read_corpus(path: str, unit: str, pattern: str = "*"
+                ) -> tuple[onp.ndarray, tuple, float]:
   """(tokens [N], vocabulary (chars, or () for bytes), tokens per byte)."""
-  files = list_files(path)
+  files = list_files(path, pattern)
   if not files:
-    raise ConfigError(f"task.path={path!r} holds no files to read.")
+    raise ConfigError(f"task.path={path!r} holds no files to read (names "
+                      f"matching task.pattern={pattern!r}).")
   raw = b"".join(open(f, "rb").read() for f in files)
   if unit == "byte":
     return onp.frombuffer(raw, onp.uint8), (), 1.0
@@ -68,6 +72,7 @@ def read_corpus(path: str, unit: str) -> tuple[onp.ndarray, tuple, float]:
 class Text:
   """Attributes are the `config.task` fields of `text`."""
   path: str = ""                # a UTF-8 file, or a folder of them
+  pattern: str = "*"            # in a folder, the file names read (fnmatch)
   unit: str = "byte"            # byte | char
   length: int = 1024            # L, tokens of context per window
   valid_fraction: float = 0.05  # contiguous validation split, after train
@@ -100,7 +105,7 @@ class Text:
           f"{self.unit}s, and a window needs {self.length + 1}.")
 
   def _corpus(self):
-    return read_corpus(self.path, self.unit)
+    return read_corpus(self.path, self.unit, self.pattern)
 
   def _split_tokens(self) -> dict:
     tokens = self._corpus()[0]
