@@ -511,3 +511,22 @@ def test_quick_configs_run_end_to_end(tmp_path, experiment, arg, shrink):
   assert summary["status"] == "completed" and summary["step"] == 2
   task = train.build(config).task
   assert task.metric in summary["test"] and summary["chance"] == task.chance
+
+
+def test_task_time_benchmark_covers_the_lra_tasks(tmp_path):
+  import subprocess  # pylint: disable=import-outside-toplevel
+  import sys  # pylint: disable=import-outside-toplevel
+  import json  # pylint: disable=import-outside-toplevel
+  out = subprocess.run(
+      [sys.executable, "-m", "benchmarks.task_time", "--quick", "--model=lstm",
+       "--tasks=lra:pathfinder,lra:aan,lra:cifar10", "--batch_size=2",
+       "--task_args=num_train=16,num_valid=4,num_test=4,valid_size=256",
+       f"--lra_files={tmp_path / 'files'}", "--steps=1"],
+      cwd=ROOT, capture_output=True, text=True, timeout=300, check=True,
+      env=dict(os.environ, SEQJAX_DATA=str(tmp_path / "data")))
+  rows = [json.loads(line) for line in out.stdout.splitlines()
+          if line.startswith("{")]
+  assert [r["task"] for r in rows] == ["lra:pathfinder", "lra:aan", "lra:cifar10"]
+  assert [r["length"] for r in rows] == [1024, 8000, 1024]
+  for row in rows:
+    assert row["batch"] == 2 and row["generator_ms"] > 0 and row["step_ms"] > 0
