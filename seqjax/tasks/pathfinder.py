@@ -63,7 +63,7 @@ from seqjax import configs
 from seqjax.tasks import base
 from seqjax.tasks import datafiles
 
-FORMAT = 1       # version of the cache layout and of the generator
+FORMAT = 2       # version of the cache layout and of the generator
 CHUNK = 500      # images per generator chunk (and per random stream)
 ANGLE_STEP = 10  # degrees between the candidate headings of a dash
 MARKER = 255     # grey level of the markers
@@ -161,21 +161,24 @@ class _Canvas:
   def contours(self, rng, starts: list, dashes: int, discs: bool = False):
     """Grows len(starts) contours in every image, a dash of each in turn, each
     kept clear of the others. Returns (pixels: a [N, H, W] bool per contour,
-    ok [N], first pixels, last pixels: a [N, 2] per contour). With `discs`,
-    a marker disc at either end must fit and belongs to the contour."""
+    reserved: the same with the marker discs, ok [N], first pixels, last
+    pixels: a [N, 2] per contour). With `discs`, a marker disc must fit at
+    either end; both are kept clear of other contours, and drawn only where a
+    marker is placed."""
     n, p, m = self.n, self.p, len(starts)
     shape = (n, self.size, self.size)
     own = [onp.zeros(shape, bool) for _ in starts]
+    reserved = [onp.zeros(shape, bool) for _ in starts]
     near_own = [onp.zeros(shape, bool) for _ in starts]  # all but the last
     blocked = [self.blocked.copy() for _ in starts]      # dash, dilated by 1
     ok = onp.ones(n, bool)
     end = [s.astype(onp.float64) for s in starts]
-    theta, prev, first = [None] * m, [None] * m, [None] * m
+    theta, prev, first, last = [None] * m, [None] * m, [None] * m, [None] * m
     if discs:
       for i, s in enumerate(starts):
         ring = onp.rint(s).astype(onp.int64)[:, None, :] + self.disc[None]
         ok &= self.free(ring[:, None], blocked[i])[:, 0]
-        self.paint(own[i], ring)
+        self.paint(reserved[i], ring)
         for j in range(m):
           if j != i:
             self.paint(blocked[j], ring, self.halo)
@@ -210,6 +213,10 @@ class _Canvas:
         theta[i] = cand[self.rows, choice]
         end[i] = begin[self.rows, choice] + p.dash_length * u[self.rows, choice]
         self.paint(own[i], chosen)
+        if discs and d == dashes - 1:  # the end disc, reserved at once
+          chosen = onp.concatenate(
+              [chosen, chosen[:, -1:, :] + self.disc[None]], axis=1)
+          self.paint(reserved[i], chosen)
         for j in range(m):
           if j != i:
             self.paint(blocked[j], chosen, self.halo)
@@ -217,12 +224,11 @@ class _Canvas:
           self.paint(near_own[i], prev[i], square_offsets(1))
         if d == 0:
           first[i] = chosen[:, 0]
+        if d == dashes - 1:
+          last[i] = pix[self.rows, choice, -1]
         prev[i] = chosen
-    last = [pr[:, -1] for pr in prev]
-    if discs:
-      for i in range(m):
-        self.paint(own[i], last[i][:, None, :], self.disc)
-    return own, ok, first, last
+    reserved = [r | o for r, o in zip(reserved, own)]
+    return own, reserved, ok, first, last
 
   def keep(self, rows_N):
     """Keeps only the images where `rows_N` (bool) is set."""
@@ -230,10 +236,11 @@ class _Canvas:
     self.n = len(self.image)
     self.rows = onp.arange(self.n)
 
-  def commit(self, own):
-    """Draws contour pixels `own` [N, H, W] and blocks their surround."""
+  def commit(self, own, reserved):
+    """Draws contour pixels `own` [N, H, W]; blocks the surround of `reserved`
+    (the pixels with the marker discs)."""
     self.image[own] = self.p.level
-    self.blocked |= dilate(own, self.link)
+    self.blocked |= dilate(reserved, self.link)
 
 
 def generate_attempt(rng, n: int, size: int, contour_length: int,
@@ -247,15 +254,16 @@ def generate_attempt(rng, n: int, size: int, contour_length: int,
   angle = rng.uniform(0, 2 * onp.pi, n)
   seed2 = onp.rint(seed1 + p.seed_distance * onp.stack(
       [onp.sin(angle), onp.cos(angle)], axis=-1))
-  own, ok, first, last = c.contours(rng, [seed1, seed2], contour_length,
-                                    discs=True)
+  own, reserved, ok, first, last = c.contours(
+      rng, [seed1, seed2], contour_length, discs=True)
   c.keep(ok)  # distractors only where the targets succeeded
-  for o in own:
-    c.commit(o[ok])
+  for o, r in zip(own, reserved):
+    c.commit(o[ok], r[ok])
   for _ in range(num_distractors):
     start = rng.integers(1, size - 1, (c.n, 2)).astype(onp.float64)
-    (o,), fine, _, _ = c.contours(rng, [start], distractor_length)
-    c.commit(o & fine[:, None, None])
+    (o,), _, fine, _, _ = c.contours(rng, [start], distractor_length)
+    o &= fine[:, None, None]
+    c.commit(o, o)
   labels = rng.integers(0, 2, c.n)
   origin = rng.integers(0, 2, c.n)
   terminal = onp.where(labels == 1, origin, 1 - origin)
