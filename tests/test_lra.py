@@ -66,6 +66,21 @@ def test_pathfinder_labels_agree_with_a_flood_fill(resolution):
     assert image[tuple(a)] == 255 and image[tuple(b)] == 255   # marker centres
     connected = tuple(b) in flood_fill(image, a, task.link)
     assert connected == bool(label)
+    # Dashes are one pixel wide, so a fully lit 3x3 block is inside a marker:
+    # nothing else in the image looks like one.
+    lit = image > 0
+    full = onp.ones((resolution - 2, resolution - 2), bool)
+    for dy in range(3):
+      for dx in range(3):
+        full &= lit[dy:dy + resolution - 2, dx:dx + resolution - 2]
+    for y, x in zip(*onp.nonzero(full)):
+      assert min(max(abs(y + 1 - c[0]), abs(x + 1 - c[1])) for c in (a, b)) <= 2
+    if resolution == 64:  # dashes at 204: the level 255 is the two markers only
+      radius = 2.5
+      discs = {(int(c[0]) + dy, int(c[1]) + dx) for c in (a, b)
+               for dy in range(-2, 3) for dx in range(-2, 3)
+               if dy * dy + dx * dx <= radius * radius}
+      assert set(zip(*onp.nonzero(image == 255))) == discs
     count += 1
   assert count == 60
   assert 10 <= labels.sum() <= 50     # both labels occur, near-balanced
