@@ -39,7 +39,6 @@ import functools
 import os
 import random
 
-import jax
 import jax.numpy as jnp
 import numpy as onp
 
@@ -213,11 +212,7 @@ class ListOps:
 
   def sample(self, data: dict, key, batch_size: int):
     """A batch of `batch_size` examples of `data`, uniform with replacement."""
-    index_B = jax.random.randint(key, (batch_size,), 0, data["labels"].shape[0])
-    return dict(inputs=data["inputs"][index_B].astype(jnp.int32),
-                targets=base.classify_targets(data["labels"][index_B],
-                                              self.max_length),
-                mask=base.last_position_mask(batch_size, self.max_length))
+    return datafiles.sample_labelled(data, key, batch_size)
 
   def batch(self, key, batch_size: int):
     return self.sample(self.data("train"), key, batch_size)

@@ -26,12 +26,12 @@ accuracy). Chance: the frequency of the most common class in the training split.
 import dataclasses
 import functools
 
-import jax
 import jax.numpy as jnp
 import numpy as onp
 
 from seqjax import configs
 from seqjax.tasks import base
+from seqjax.tasks import datafiles
 
 IMAGE, PATCH = 8, 4
 SPLITS = ("train", "eval", "test")
@@ -117,11 +117,7 @@ class SequentialDigits:
 
   def sample(self, data: dict, key, batch_size: int):
     """A batch of `batch_size` examples of `data`, uniform with replacement."""
-    index_B = jax.random.randint(key, (batch_size,), 0, data["labels"].shape[0])
-    length = self.io.length
-    return dict(inputs=data["inputs"][index_B],
-                targets=base.classify_targets(data["labels"][index_B], length),
-                mask=base.last_position_mask(batch_size, length))
+    return datafiles.sample_labelled(data, key, batch_size)
 
   def batch(self, key, batch_size: int):
     return self.sample(self.data("train"), key, batch_size)
