@@ -9,7 +9,8 @@ names the folder.
 
 Tokenisation as LRA's `text_classification/input_pipeline.py` with
 tokenizer="char": tfds ByteTextEncoder (the review's UTF-8 bytes, id = byte + 1,
-vocabulary 257, 0 pads), truncated to max_length, padded to it (LRA pads on the
+vocabulary 257, 0 pads), truncated to max_length (4,096: the paper's 4K, as S4
+and later work run it; the base config in LRA's code says 1,000), padded to it (LRA pads on the
 right; `padding="left"` (default) ends every review at the last position, where
 the label is scored). Splits: LRA validates on the test set (IMDB has no
 validation set); here `valid_size` training reviews, chosen by `split_seed`,
