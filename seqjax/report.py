@@ -47,12 +47,14 @@ def aggregate(workdir: str) -> dict:
     key = _length_key(r["overrides"])
     task, model = _arch(os.path.join(workdir, r["trial"]))
     meta.setdefault(task, dict(metric=r["metric"], chance=r["chance"],
-                               length_key=key))
+                               length_key=key, mode=r.get("mode")))
     groups[task][(model, r["overrides"].get(key))].append(r)
   report = {}
   for task, points in groups.items():
     metric = meta[task]["metric"]
-    mode = "min" if metric in ("loss", "mse") else "max"
+    # The task's own `mode`, from its summary; results written before summaries
+    # carried it fall back to the metric's name.
+    mode = meta[task]["mode"] or ("min" if metric in ("loss", "mse") else "max")
     rows = []
     for (model, length), trials in sorted(points.items(),
                                           key=lambda kv: (kv[0][0], kv[0][1] or 0)):
@@ -104,16 +106,21 @@ def write(workdir: str) -> dict:
     metric, chance = data["metric"], data["chance"]
     png = f"{task}_{metric}.png"
     cost = f"{task}_cost.png"
-    plots.metric_vs_length(data, os.path.join(workdir, png), title=task)
-    plots.cost_vs_length(data, os.path.join(workdir, cost), title=task)
-    lines += [f"## {task}: {metric} (chance {chance:.4g}) against "
-              f"{data['length_key']}", "", f"![{metric}]({png})", f"![cost]({cost})",
-              "", "| model | length | lr | valid | test mean | test min-max | seeds "
+    if data["length_key"]:  # plots against length; a sweep without one: table
+      plots.metric_vs_length(data, os.path.join(workdir, png), title=task)
+      plots.cost_vs_length(data, os.path.join(workdir, cost), title=task)
+      lines += [f"## {task}: {metric} (chance {chance:.4g}) against "
+                f"{data['length_key']}", "", f"![{metric}]({png})",
+                f"![cost]({cost})", ""]
+    else:
+      lines += [f"## {task}: {metric} (chance {chance:.4g})", ""]
+    lines += ["| model | length | lr | valid | test mean | test min-max | seeds "
               "| diverged | step (ms) | step temp (MB) | peak memory (MB) | params |",
               "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for p in data["points"]:
       lines.append(
-          f"| {p['model']} | {p['length']} | {p['learning_rate']} | "
+          f"| {p['model']} | {'-' if p['length'] is None else p['length']} | "
+          f"{p['learning_rate']} | "
           f"{p['valid']:.4g} | {p['test_mean']:.4g} | {p['test_min']:.4g}-"
           f"{p['test_max']:.4g} | {p['seeds']} | {p['diverged']} | "
           f"{p['step_ms']:.3g} | {p['step_temp_mb']:.4g} | {p['peak_memory_mb']:.4g} | "

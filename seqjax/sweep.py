@@ -38,7 +38,7 @@ from seqjax import workdir as workdir_lib
 from seqjax.errors import ConfigError
 
 FINAL = ("completed", "diverged")
-RESULT_KEYS = ("metric", "chance", "final", "best", "test", "num_params",
+RESULT_KEYS = ("metric", "mode", "chance", "final", "best", "test", "num_params",
                "steps_per_s", "wall_time_s", "peak_memory_mb", "step_temp_mb",
                "step")
 

@@ -278,7 +278,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   log = metric_log.MetricLog(workdir, start, tc.steps, progress and writer,
                              write=writer)
   summary = dict(status="running", step=start, metric=task.metric,
-                 chance=task.chance, num_params=num_params(state.params))
+                 mode=task.mode, chance=task.chance,
+                 num_params=num_params(state.params))
   try:
     summary.update(_train_loop(exp, state, start, mngr, log))
   except Exception as e:
