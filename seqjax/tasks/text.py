@@ -61,11 +61,12 @@ def read_corpus(path: str, unit: str, pattern: str = "*"
         f"task.path={path!r} is not valid UTF-8 (byte {e.start} of the joined "
         f"files: {e.reason}); task.unit='char' needs UTF-8, 'byte' reads any "
         "file.") from None
-  vocab = tuple(sorted(set(text)))
-  index = {c: i for i, c in enumerate(vocab)}
+  # Code points, sorted and numbered (the order of sorted(set(text))).
+  points, tokens = onp.unique(onp.frombuffer(text.encode("utf-32-le"), onp.uint32),
+                              return_inverse=True)
+  vocab = tuple(chr(c) for c in points)
   dtype = onp.uint8 if len(vocab) <= 256 else onp.int32
-  tokens = onp.fromiter((index[c] for c in text), dtype, count=len(text))
-  return tokens, vocab, len(text) / max(len(raw), 1)
+  return tokens.astype(dtype), vocab, len(text) / max(len(raw), 1)
 
 
 @dataclasses.dataclass(frozen=True)
