@@ -567,3 +567,19 @@ def test_report_reads_the_tasks_mode_and_needs_no_length_axis(tmp_path):
   text = open(os.path.join(tmp_path, "report.md")).read()
   assert "## text: bits_per_byte (chance 8)" in text
   assert not [f for f in os.listdir(tmp_path) if f.endswith(".png")]
+
+
+def test_diagnostics_refuse_pair_tasks_clearly(tmp_path):
+  import ml_collections  # pylint: disable=import-outside-toplevel
+  from seqjax import configs, diagnostics, models  # pylint: disable=import-outside-toplevel
+  config = ml_collections.ConfigDict()
+  config.task = tasks.task_config("aan", data_dir=write_aan(tmp_path / "t"),
+                                  max_length=6)
+  config.model = models.model_config("window", width=8, num_layers=1)
+  config.train = configs.train_defaults()
+  config.train.update(batch_size=4, steps=2, warmup_steps=1, eval_every=2,
+                      checkpoint_every=2, eval_batches=1)
+  workdir = str(tmp_path / "run")
+  train.train_and_evaluate(config, workdir, progress=False)
+  with pytest.raises(ConfigError, match="pair task"):
+    diagnostics.run(workdir)
