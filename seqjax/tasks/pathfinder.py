@@ -15,8 +15,8 @@ An image (`resolution` R_img x R_img, grey levels 0..255, background 0):
   (a = 0 or 1 at random) and at the end of target a (label 1, connected) or of
   the other target (label 0). Both marked ends thus lie about as far apart in
   either case, and the label is drawn uniformly.
-A contour: a dash of `dash_length` pixels along its heading (one pixel wide),
-then a gap of `gap` pixels, then the next dash with the heading turned by an
+A contour: a dash spanning `dash_length` pixels along its heading (one pixel
+wide), then a gap of about `gap` empty pixels, then the next dash with the heading turned by an
 angle drawn with density cos^2(min(|turn| * continuity, pi / 2)) (snakes2.py's
 `get_coords_cmf`: continuity 1 allows turns up to 90 degrees, 1.8 up to 50).
 Each dash is drawn among every heading on a 10-degree grid (jittered) with
@@ -29,14 +29,15 @@ other, as in snakes2.py's retries).
 Connectivity is exact by construction, so the label can be checked by a flood
 fill: call two lit pixels linked when their Chebyshev distance is at most
 `link = gap + 1`. Consecutive dashes of one contour are linked (tested per
-dash), and every pixel of one contour, the end discs of targets included, is
-more than `link` away from every pixel of every other contour. The markers are
+dash), and every pixel of one contour, the discs at both ends of a target
+included (kept clear at either end; drawn only where a marker goes), is more
+than `link` away from every pixel of every other contour. The markers are
 therefore joined by a chain of linked lit pixels iff they mark one contour.
 
 Presets per resolution (LRA's: `seed_distance`, `marker_radius`, `continuity`,
-the number of distractor dashes; dash and gap lengths chosen here so a contour
-of 14 dashes spans about 1.3 image widths, and, for 32, LRA's paddle_length 2
-and margin 1): see `PRESETS`. LRA's difficulty is the contour length: 6
+the number of distractor dashes; for 32, LRA's paddle_length 2 and margin 1;
+dash and gap lengths at 64 and 128 chosen here, so that a contour of 14 dashes
+is 0.9 to 1.8 image widths long): see `PRESETS`. LRA's difficulty is the contour length: 6
 ("easy"), 9 ("intermediate"), 14 ("hard", the one LRA reports).
 Differences from snakes2.py: one-pixel dashes without anti-aliasing (grey levels
 are the dash level and 255), no single-paddle distractors.
