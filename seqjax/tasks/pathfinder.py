@@ -64,7 +64,7 @@ from seqjax import configs
 from seqjax.tasks import base
 from seqjax.tasks import datafiles
 
-FORMAT = 2       # version of the cache layout and of the generator
+FORMAT = 3       # version of the cache layout and of the generator
 CHUNK = 500      # images per generator chunk (and per random stream)
 ANGLE_STEP = 10  # degrees between the candidate headings of a dash
 MARKER = 255     # grey level of the markers
@@ -79,12 +79,13 @@ class Preset:
   continuity: float      # turn penalty: turns up to 90 / continuity degrees
   distractor_dashes: int  # LRA's distractor budget: 20, 22, 35 dashes
   level: int             # grey level of the dashes
+  success: float         # measured share of attempts whose targets fit
 
 
 PRESETS = {
-    32: Preset(2, 1, 7, 1.5, 1.0, 20, 255),
-    64: Preset(3, 1, 12, 2.5, 1.8, 22, 204),
-    128: Preset(5, 2, 20, 3.0, 1.8, 35, 230),
+    32: Preset(2, 1, 7, 1.5, 1.0, 20, 255, success=0.25),
+    64: Preset(3, 1, 12, 2.5, 1.8, 22, 204, success=0.55),
+    128: Preset(5, 2, 20, 3.0, 1.8, 35, 230, success=0.7),
 }
 
 
@@ -282,7 +283,7 @@ def generate_chunk(seed_seq: list[int], num: int, size: int, contour_length: int
   images, labels, markers = [], [], []
   have = 0
   while have < num:
-    tries = max(64, 4 * (num - have))  # about a quarter succeed at 32x32
+    tries = 16 + int(1.2 * (num - have) / PRESETS[size].success)
     im, lab, mk = generate_attempt(rng, tries, size, contour_length,
                                    num_distractors, distractor_length)
     images.append(im)
