@@ -54,7 +54,7 @@ def flood_fill(image, start, link):
   return seen
 
 
-@pytest.mark.parametrize("resolution", [32, 64])
+@pytest.mark.parametrize("resolution", [32, 64, 128])
 def test_pathfinder_labels_agree_with_a_flood_fill(resolution):
   task = make("pathfinder", resolution=resolution, **SMALL_PF)
   d = task._splits()["train"]  # pylint: disable=protected-access
