@@ -33,6 +33,7 @@ from seqjax import checkpoints
 from seqjax import models
 from seqjax import train
 from seqjax import workdir as workdir_lib
+from seqjax.errors import ConfigError
 
 
 def _per_position_nll(logits_BxLxV, targets_BxL):
@@ -188,6 +189,12 @@ def run(workdir: str, batch_size: int = 16) -> dict:
   from seqjax import configs, plots  # pylint: disable=import-outside-toplevel
   config = workdir_lib.load_config(workdir)
   exp = train.build(config)
+  if exp.task.io.pair:
+    raise ConfigError(
+        f"Diagnostics of {workdir!r} are not available: task.name="
+        f"{config.task.name!r} is a pair task, whose two-tower model encodes each "
+        "document separately; gradient through time and attention maps are "
+        "defined here for one sequence.")
   batch = jax.device_get(exp.task.batch(exp.key(train.VALID, 0), batch_size))
   mngr = checkpoints.manager(workdir, exp.train.keep_checkpoints, exp.task.metric,
                              exp.task.mode, read_only=True)

@@ -153,7 +153,8 @@ def write(workdir: str) -> dict:
               "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for p in data["points"]:
       lines.append(
-          f"| {p['model']} | {p['length']} | {p['learning_rate']} | "
+          f"| {p['model']} | {'-' if p['length'] is None else p['length']} | "
+          f"{p['learning_rate']} | "
           f"{p['valid']:.4g} | {p['test_mean']:.4g} | {p['test_min']:.4g}-"
           f"{p['test_max']:.4g} | {p['seeds']} | {p['diverged']} | {p['group_size']} | "
           f"{p['step_ms']:.3g} | {p['step_temp_mb']:.4g} | {p['peak_memory_mb']:.4g} | "

@@ -83,9 +83,9 @@ def test_sigkill_and_relaunch_equals_uninterrupted_run(tmp_path):
     (["--config=experiments/copy_memory.py:quick", "--config.train.schedule=linear"],
      "train.schedule='linear' is not allowed; choose one of cosine, constant"),
     (["--config=experiments/copy_memory.py:quick", "--config.task.name=nope"],
-     "Unknown task.name 'nope'; valid: adding, associative_recall, copy_memory, "
-     "flip_flop, induction_heads, listops, reverse, selective_copy, sequential_digits, "
-     "text_to_image, vqvae_digits."),
+     "Unknown task.name 'nope'; valid: aan, adding, associative_recall, cifar10, "
+     "copy_memory, flip_flop, imdb, induction_heads, listops, pathfinder, reverse, "
+     "selective_copy, sequential_digits, text, text_to_image, vqvae_digits."),
     (["--config=experiments/missing.py"], "does not exist"),
     (["--config=experiments/copy_memory.py:quick", "--mode=bogus"],
      "--mode='bogus' is not allowed"),

@@ -6,6 +6,7 @@ import ml_collections
 
 from seqjax import configs
 from seqjax.models.dvae import DVAEConfig
+from seqjax.models import two_tower
 from seqjax.models.encdec import TransformerEncDecConfig
 from seqjax.models.linear_recurrence import LRUConfig
 from seqjax.models.linear_recurrence import MinGRUConfig
@@ -38,7 +39,12 @@ MODELS: dict[str, type] = {
 
 
 def build(cfg: ml_collections.ConfigDict, io: IOSpec) -> nn.Module:
-  return configs.to_dataclass(MODELS, cfg, "model").build(io)
+  """The model of `cfg` for a task's `io`; a pair task (`io.pair`) gets the
+  model as the shared encoder of a two-tower classifier."""
+  model_cfg = configs.to_dataclass(MODELS, cfg, "model")
+  if io.pair:
+    return two_tower.build(model_cfg, io)
+  return model_cfg.build(io)
 
 
 def model_config(name: str, **overrides) -> ml_collections.ConfigDict:

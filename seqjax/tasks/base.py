@@ -51,6 +51,9 @@ class IOSpec:
     bos_id, eos_id: begin and end tokens of seq2seq targets.
     eval_lengths: other input lengths the model is also evaluated at (the
       task's `eval_sets`), so a model can refuse lengths it cannot read.
+    pair: classify a pair of documents (LRA Retrieval): inputs [B, L] hold
+      document 1 in the first L/2 positions and document 2 in the rest; a model
+      encodes each separately (seqjax.models.two_tower).
   """
   kind: str
   length: int
@@ -61,6 +64,7 @@ class IOSpec:
   bos_id: int | None = None
   eos_id: int | None = None
   eval_lengths: tuple[int, ...] = ()
+  pair: bool = False
 
 
 def cross_entropy(logits_BxLxV, targets_BxL, mask_BxL):

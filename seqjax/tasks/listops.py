@@ -39,12 +39,12 @@ import functools
 import os
 import random
 
-import jax
 import jax.numpy as jnp
 import numpy as onp
 
 from seqjax import configs
 from seqjax.tasks import base
+from seqjax.tasks import datafiles
 
 OPERATORS = ("[MIN", "[MAX", "[MED", "[SM")
 END = "]"
@@ -132,10 +132,6 @@ def read_tsv(path: str, length: int) -> dict:
               labels=onp.array([int(r["Target"]) for r in rows], onp.int32))
 
 
-def data_dir() -> str:
-  return os.environ.get("SEQJAX_DATA", os.path.expanduser("~/.cache/seqjax"))
-
-
 @dataclasses.dataclass(frozen=True)
 class ListOps:
   """Attributes are the `config.task` fields of `listops`."""
@@ -195,7 +191,7 @@ class ListOps:
     name = (f"v{FORMAT}_seed{self.data_seed}_n{self.num_train}-{self.num_valid}-"
             f"{self.num_test}_len{self.min_length}-{self.max_length}_depth"
             f"{self.max_depth}_args{self.max_args}.npz")
-    return os.path.join(data_dir(), "listops", name)
+    return os.path.join(datafiles.data_dir(), "listops", name)
 
   def _splits(self) -> dict:
     return _load(self.tsv_dir, self.cache_path(), self.generation_args())
@@ -216,15 +212,11 @@ class ListOps:
 
   def sample(self, data: dict, key, batch_size: int):
     """A batch of `batch_size` examples of `data`, uniform with replacement."""
-    return self.examples(data, jax.random.randint(
-        key, (batch_size,), 0, data["labels"].shape[0]))
+    return datafiles.sample_labelled(data, key, batch_size)
 
   def examples(self, data: dict, index_B):
     """The batch of the examples of `data` at indices `index_B` [B]."""
-    return dict(inputs=data["inputs"][index_B].astype(jnp.int32),
-                targets=base.classify_targets(data["labels"][index_B],
-                                              self.max_length),
-                mask=base.last_position_mask(index_B.shape[0], self.max_length))
+    return datafiles.labelled_examples(data, index_B)
 
   def batch(self, key, batch_size: int):
     return self.sample(self.data("train"), key, batch_size)
@@ -247,11 +239,8 @@ def _load(tsv_dir: str, path: str, args: tuple) -> dict:
     tokens, labels = generate(seed, n_train + n_valid + n_test, min_len, max_len,
                               depth, max_args)
     ids, lengths = encode([[TOKEN_ID[t] for t in ts] for ts in tokens], max_len)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = f"{path}.{os.getpid()}.tmp.npz"
-    onp.savez_compressed(tmp, ids=ids, lengths=lengths,
-                         labels=onp.array(labels, onp.int32))
-    os.replace(tmp, path)
+    datafiles.save_npz(path, ids=ids, lengths=lengths,
+                       labels=onp.array(labels, onp.int32))
   with onp.load(path) as f:
     ids, lengths, labels = f["ids"], f["lengths"], f["labels"]
   bounds = onp.cumsum([0, args[1], args[2], args[3]])

@@ -26,12 +26,12 @@ accuracy). Chance: the frequency of the most common class in the training split.
 import dataclasses
 import functools
 
-import jax
 import jax.numpy as jnp
 import numpy as onp
 
 from seqjax import configs
 from seqjax.tasks import base
+from seqjax.tasks import datafiles
 
 IMAGE, PATCH = 8, 4
 SPLITS = ("train", "eval", "test")
@@ -117,15 +117,11 @@ class SequentialDigits:
 
   def sample(self, data: dict, key, batch_size: int):
     """A batch of `batch_size` examples of `data`, uniform with replacement."""
-    return self.examples(data, jax.random.randint(
-        key, (batch_size,), 0, data["labels"].shape[0]))
+    return datafiles.sample_labelled(data, key, batch_size)
 
   def examples(self, data: dict, index_B):
     """The batch of the examples of `data` at indices `index_B` [B]."""
-    length = self.io.length
-    return dict(inputs=data["inputs"][index_B],
-                targets=base.classify_targets(data["labels"][index_B], length),
-                mask=base.last_position_mask(index_B.shape[0], length))
+    return datafiles.labelled_examples(data, index_B)
 
   def batch(self, key, batch_size: int):
     return self.sample(self.data("train"), key, batch_size)
