@@ -143,8 +143,9 @@ def write(workdir: str) -> dict:
            "(the group's divided by its size, column `group`).", ""]
   for task, data in report.items():
     metric, chance = data["metric"], data["chance"]
+    against = f" against {data['length_key']}" if data["length_key"] else ""
     lines += [f"## {task}: {metric} ({'higher' if data['mode'] == 'max' else 'lower'}"
-              f" is better; chance {chance:.4g}) against {data['length_key']}", ""]
+              f" is better; chance {chance:.4g}){against}", ""]
     lines += [f"- baseline {name}: {b['metric']} {b['value']:.4g} ({b['what']})"
               for name, b in data["baselines"].items()]
     lines += [""] + _plots(workdir, task, data, plots) + [

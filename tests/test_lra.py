@@ -565,7 +565,7 @@ def test_report_reads_the_tasks_mode_and_needs_no_length_axis(tmp_path):
   assert out["text"]["mode"] == "min"
   assert point["learning_rate"] == 3e-3 and point["test_mean"] == 1.6
   text = open(os.path.join(tmp_path, "report.md")).read()
-  assert "## text: bits_per_byte (chance 8)" in text
+  assert "## text: bits_per_byte (lower is better; chance 8)\n" in text
   assert not [f for f in os.listdir(tmp_path) if f.endswith(".png")]
 
 

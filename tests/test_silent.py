@@ -243,7 +243,7 @@ def test_report_without_a_length_axis_writes_the_table(tmp_path):
   data = report.write(workdir)["copy_memory"]
   assert [p["model"] for p in data["points"]] == ["gru", "lstm"]
   text = open(tmp_path / "report.md").read()
-  assert "No plots" in text and "| gru | None |" in text
+  assert "No plots" in text and "| gru | - |" in text
 
 
 def test_report_skips_string_lengths_in_plots_and_says_so(tmp_path):
