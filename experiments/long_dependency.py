@@ -1,6 +1,7 @@
 """RNN versus Transformer on long-term dependency: the project's headline.
 
-Compares window, rnn, lstm, gru, lru, mamba, rglru and transformer on
+Compares window, rnn, lstm, gru, lru, transformer, and in the full variant (or
+with `quick,selective`) the selective recurrences mamba and rglru, on
 copy_memory (dependency: the delay T) and selective_copy (dependency: the length
 L, symbols anywhere in it) over a range of dependency lengths, a learning-rate
 grid and several seeds.
@@ -21,12 +22,17 @@ positions, so it must fail once the dependency is longer. The trials of one
 (task, model, length) point differ only in learning rate and seed, so the sweep
 trains each point's 6 trials as one group (one vmapped program).
 
-The quick variant's budget (QUICK_STEPS steps of batch 16) was fixed from a
-timing run of the whole sweep (its step rates and per-group overhead, not its
-accuracies) so that it finishes in under 10 minutes on the 2-core development
-CPU; Mamba uses its sequential scan there, about 3x faster than the parallel
-one on a CPU (docs/benchmarks.md). These settings were fixed before any result
-was seen.
+The quick variant's budget was fixed from a timing run of the whole sweep with
+mamba and rglru (200 steps; its step rates and per-group overhead, not its
+accuracies; docs/benchmarks.md): one step of all 48 groups took 2.2 s of one
+core, half of it Mamba and the RG-LRU (5x and 4x the LSTM's step at equal width
+on this CPU), and each group about 9 s of start-up, compilation and
+evaluation. Under 10 minutes on the 2-core development CPU that leaves about
+300 steps with them, or QUICK_STEPS = 600 steps of batch 16 without them. The
+quick variant keeps the six architectures at 600 steps; `quick,selective` adds
+mamba and rglru (about 16 minutes). Mamba uses its sequential scan in the quick
+variant, about 3x faster than the parallel one on a CPU. These settings were
+fixed before any result was seen.
 """
 
 import ml_collections
@@ -36,10 +42,11 @@ from seqjax import experiment_config
 from seqjax import sweep
 from seqjax import tasks
 
-MODELS = ("window", "rnn", "lstm", "gru", "lru", "mamba", "rglru", "transformer")
+MODELS = ("window", "rnn", "lstm", "gru", "lru", "transformer")
+SELECTIVE = ("mamba", "rglru")  # in the full variant; the quick one with `selective`
 LEARNING_RATES = (1e-3, 3e-3, 1e-2)
 SEEDS = (0, 1)
-QUICK_STEPS = 2000
+QUICK_STEPS = 600
 LENGTHS = {  # dependency lengths swept, per task
     "quick": {"copy_memory": (4, 16, 48), "selective_copy": (16, 48, 128)},
     "full": {"copy_memory": (16, 64, 256, 512),
@@ -68,7 +75,7 @@ def task_section(name: str, length: int, quick: bool) -> ml_collections.ConfigDi
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   args = configs.parse_arg(arg, task="copy_memory", model="lstm", length=int,
-                           quick=False)
+                           quick=False, selective=False)
   variant = "quick" if args.quick else "full"
   length = args.length or LENGTHS[variant][args.task][0]
   return experiment_config.build(
@@ -83,11 +90,13 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
 
 def get_sweep(arg: str | None = None) -> list[dict]:
-  quick = configs.parse_arg(arg, task=str, model=str, length=int, quick=False).quick
-  variant = "quick" if quick else "full"
+  args = configs.parse_arg(arg, task=str, model=str, length=int, quick=False,
+                           selective=False)
+  variant = "quick" if args.quick else "full"
+  models = MODELS + (SELECTIVE if args.selective or not args.quick else ())
   per_task = [
       sweep.product(sweep.values("arg.task", [task]),
-                    sweep.values("arg.model", MODELS),
+                    sweep.values("arg.model", models),
                     sweep.values("arg.length", LENGTHS[variant][task]))
       for task in ("copy_memory", "selective_copy")]
   return sweep.product(

@@ -234,16 +234,21 @@ def default_group_size() -> int:
 
 
 def make_groups(path: str, arg: str | None, trials: list, size: int) -> list:
-  """Trials in groups of at most `size` that share a program, in trial order."""
+  """Trials in groups of at most `size` that share a program, in trial order
+  within a group; the groups of longer sequences first, so that with several
+  jobs the longest groups do not start last (longest-processing-time order)."""
   configs.check_positive("--group_size", group_size=size)
-  from seqjax import train  # pylint: disable=import-outside-toplevel
+  from seqjax import tasks, train  # pylint: disable=import-outside-toplevel
   module = load_experiment(path)
-  by_program = {}
+  by_program, length = {}, {}
   for name, overrides in trials:
-    key = train.program_key(trial_config(module, arg, overrides))
+    config = trial_config(module, arg, overrides)
+    key = train.program_key(config)
     by_program.setdefault(key, []).append((name, overrides))
-  return [members[i:i + size] for members in by_program.values()
-          for i in range(0, len(members), size)]
+    length[key] = tasks.build(config.task).io.length
+  order = sorted(by_program, key=lambda k: -length[k])
+  return [by_program[k][i:i + size] for k in order
+          for i in range(0, len(by_program[k]), size)]
 
 
 def _slots(jobs: int) -> list[dict]:
