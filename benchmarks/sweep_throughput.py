@@ -3,8 +3,8 @@
 Runs one fixed sub-grid of the quick long-dependency sweep three ways, each in
 a fresh directory with `--jobs` groups at once:
 
-  per_trial  --group_size=1: a process, a compile, a checkpoint stream per trial
-             (the sweep runner before trial groups);
+  per_trial  --group_size=1 and no compilation cache: a process, a compile, a
+             checkpoint stream per trial (the sweep runner before trial groups);
   grouped    the default group size: one process and one program per group;
   rerun      grouped again in a new directory that shares the first one's JAX
              compilation cache (what a rerun or a second sweep pays).
@@ -87,9 +87,9 @@ def main(argv):
   try:
     path = sweep_file(directory)
     cache = os.path.join(directory, "cache")
-    os.environ["JAX_COMPILATION_CACHE_DIR"] = cache
     for name, extra in (("per_trial", ["--group_size=1"]), ("grouped", [])):
-      shutil.rmtree(cache, ignore_errors=True)
+      # per_trial is the runner before trial groups: no compilation cache either.
+      os.environ["JAX_COMPILATION_CACHE_DIR"] = "" if name == "per_trial" else cache
       print(json.dumps(dict(way=name, **run(path, os.path.join(directory, name),
                                             *extra))), flush=True)
     print(json.dumps(dict(way="rerun", **run(path, os.path.join(directory, "rerun")))),
