@@ -143,6 +143,17 @@ def model_inputs(batch: dict) -> tuple:
   return (batch["inputs"],)
 
 
+def scoring(batch: dict) -> tuple[dict, dict]:
+  """(model keyword arguments, the batch outputs are scored against). A batch
+  with `positions` [B, P] (the few positions its task scores) asks the model
+  for outputs there only and is scored against its targets and mask gathered
+  there: the loss and its gradient are those of the full outputs (tested), at
+  P instead of L rows of the output layer."""
+  if "positions" not in batch:
+    return {}, batch
+  return {"positions": batch["positions"]}, base.scored(batch["positions"], batch)
+
+
 def _init_fn(exp: Experiment):
   """`init(key) -> TrainState`, the initial state of a run with init key `key`."""
   # Zeros of the batch's shapes: initialisation needs shapes only, and a dataset
@@ -183,17 +194,20 @@ def _step_fn(exp: Experiment):
     tx, schedule = make_optimizer(exp.train, hp)
     rngs = {"dropout": jax.random.fold_in(dropout_key, state.step)}
 
+    at, target = scoring(batch)
+
     def loss_fn(params):
       outputs = exp.model.apply(
           {"params": precision.cast_params(params, dtype)},
-          *model_inputs(precision.cast_inputs(batch, dtype)), train=True, rngs=rngs)
-      return base.loss_fn(exp.task.loss, outputs, batch), outputs
+          *model_inputs(precision.cast_inputs(batch, dtype)), train=True, rngs=rngs,
+          **at)
+      return base.loss_fn(exp.task.loss, outputs, target), outputs
 
     (loss, outputs), grads = jax.value_and_grad(loss_fn, has_aux=True)(
         state.params)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
-    metrics = exp.task.metrics(outputs, batch)
+    metrics = exp.task.metrics(outputs, target)
     metrics.update(loss=loss, grad_norm=optax.tree.norm(grads),
                    param_norm=optax.tree.norm(params),
                    update_norm=optax.tree.norm(updates),
@@ -241,7 +255,8 @@ def _eval_fn(exp: Experiment, task):
   def eval_step(params, batch):
     variables = {"params": precision.cast_params(params, dtype)}
     inputs = model_inputs(precision.cast_inputs(batch, dtype))
-    metrics = task.metrics(exp.model.apply(variables, *inputs), batch)
+    at, target = scoring(batch)
+    metrics = task.metrics(exp.model.apply(variables, *inputs, **at), target)
     if hasattr(task, "generation_metrics"):
       tokens_BxT = exp.model.apply(variables, inputs[0], method="generate",
                                    max_length=batch["targets"].shape[1])

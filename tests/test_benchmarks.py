@@ -72,3 +72,9 @@ def test_selective_step():
              "--models=lstm,mamba:sequential,rglru:parallel", *TINY)
   assert [r["model"] for r in rows] == ["lstm", "mamba:sequential", "rglru:parallel"]
   assert rows[0]["over_lstm"] == 1.0 and all(r["num_params"] > 0 for r in rows)
+
+
+def test_scored_positions():
+  (row,) = run("benchmarks.scored_positions", "--vocab=64", "--length=16",
+               "--pairs=2", "--batch=2", "--width=8", "--steps=1")
+  assert row["scored_ms"] > 0 and row["full_ms"] > 0

@@ -6,6 +6,7 @@ sequence mixing in between differs.
 """
 
 import flax.linen as nn
+import jax.numpy as jnp
 
 from seqjax.tasks.base import IOSpec
 
@@ -35,12 +36,17 @@ class SequenceModel(nn.Module):
   backbone: nn.Module
 
   @nn.compact
-  def __call__(self, inputs, *, train: bool = False, decode: bool = False):
+  def __call__(self, inputs, *, train: bool = False, decode: bool = False,
+               positions=None):
+    """`positions` [B, P] int32: outputs [B, P, V] at those positions only (the
+    ones a task scores), so the head costs P, not L, rows per example."""
     x_BxLxD = embed(self.io, self.width)(inputs)
     # A zero added to the embeddings: its gradient is the gradient of the loss
     # with respect to each input position (seqjax diagnostics), for any backbone.
     x_BxLxD = self.perturb("embedded", x_BxLxD)
     y_BxLxD = self.backbone(x_BxLxD, train=train, decode=decode)
+    if positions is not None:
+      y_BxLxD = jnp.take_along_axis(y_BxLxD, positions[..., None], axis=1)
     return nn.Dense(self.io.output_size, name="head")(y_BxLxD)
 
 

@@ -110,7 +110,8 @@ class AssociativeRecall:
         rows_Bx1, query_pos_BxP].set(values_BxP)
     mask = jnp.zeros((batch_size, length), jnp.float32).at[
         rows_Bx1, query_pos_BxP].set(1.0)
-    return dict(inputs=inputs, targets=targets, mask=mask)
+    return dict(inputs=inputs, targets=targets, mask=mask,
+                positions=query_pos_BxP.astype(jnp.int32))
 
   def metrics(self, logits_BxLxV, batch):
     return base.scored_metrics(logits_BxLxV, batch)

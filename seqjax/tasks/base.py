@@ -15,7 +15,10 @@ A task is a frozen dataclass whose fields are its config (`config.task`), with:
               under jit so it runs on the device. Keys: `inputs` [B, L] int32 or
               [B, L, F] float32; `targets`; `mask` [B, L] float32, the loss weight
               of each position. Sequence-to-sequence tasks add `decoder_inputs`
-              [B, T] (the shifted targets, teacher forcing).
+              [B, T] (the shifted targets, teacher forcing). A task that scores a
+              few known positions per row adds `positions` [B, P] int32 (every
+              position with weight in `mask` among them): the train and eval
+              steps then compute logits and loss there only (`scored`).
   metrics(outputs, batch) -> dict of scalar metrics of one batch, `loss` included.
 Optional:
   data(split), sample(data, key, batch_size), examples(data, index_B) -> a dataset
@@ -65,6 +68,23 @@ class IOSpec:
   eos_id: int | None = None
   eval_lengths: tuple[int, ...] = ()
   pair: bool = False
+
+
+def scored(positions_BxP, batch: dict) -> dict:
+  """`batch` with the per-position arrays (`targets`, `mask`) gathered at the
+  positions it scores, `positions_BxP` [B, P]: what a model that computes its
+  outputs only there (`SequenceModel(..., positions=...)`) is scored against."""
+  def gather(x):
+    index = positions_BxP.reshape(positions_BxP.shape + (1,) * (x.ndim - 2))
+    return jnp.take_along_axis(x, index, axis=1)
+  return {k: gather(v) if k in ("targets", "mask") else v
+          for k, v in batch.items() if k != "positions"}
+
+
+def last_positions(batch_size: int, length: int, count: int):
+  """[B, count] int32: the last `count` positions of every row."""
+  return jnp.broadcast_to(jnp.arange(length - count, length, dtype=jnp.int32),
+                          (batch_size, count))
 
 
 def cross_entropy(logits_BxLxV, targets_BxL, mask_BxL):

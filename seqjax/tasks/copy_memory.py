@@ -87,13 +87,19 @@ class CopyMemory:
         [jnp.zeros((batch_size, self.delay + k), jnp.int32), symbols_BxK], axis=1)
     recall_L = jnp.arange(length) >= self.delay + k
     mask_L = jnp.ones(length) if self.score == "all" else recall_L
-    return dict(inputs=inputs, targets=targets,
-                mask=jnp.broadcast_to(mask_L, (batch_size, length)).astype(jnp.float32))
+    batch = dict(inputs=inputs, targets=targets,
+                 mask=jnp.broadcast_to(mask_L, (batch_size, length)).astype(jnp.float32))
+    if self.score == "recall":  # only the recall positions are scored
+      batch["positions"] = base.last_positions(batch_size, length, k)
+    return batch
 
   def metrics(self, logits_BxLxV, batch):
-    recall_BxL = jnp.broadcast_to(
-        jnp.arange(self.length) >= self.delay + self.num_symbols,
-        batch["targets"].shape).astype(jnp.float32)
+    if self.score == "recall":  # the mask is the recall positions (or, gathered
+      recall_BxL = batch["mask"]  # at `positions`, all ones)
+    else:
+      recall_BxL = jnp.broadcast_to(
+          jnp.arange(self.length) >= self.delay + self.num_symbols,
+          batch["targets"].shape).astype(jnp.float32)
     return dict(
         loss=base.cross_entropy(logits_BxLxV, batch["targets"], batch["mask"]),
         accuracy=base.accuracy(logits_BxLxV, batch["targets"], recall_BxL),

@@ -76,7 +76,8 @@ class InductionHeads:
     value_B = jnp.take_along_axis(tokens_BxL, position_B[:, None] + 1, axis=1)[:, 0]
     mask = base.last_position_mask(batch_size, length)
     targets = jnp.where(mask > 0, value_B[:, None], 0).astype(jnp.int32)
-    return dict(inputs=inputs, targets=targets, mask=mask)
+    return dict(inputs=inputs, targets=targets, mask=mask,
+                positions=base.last_positions(batch_size, length, 1))
 
   def metrics(self, logits_BxLxV, batch):
     return base.scored_metrics(logits_BxLxV, batch)

@@ -72,7 +72,8 @@ class SelectiveCopy:
     mask_L = jnp.arange(self.length) >= region
     return dict(inputs=jnp.concatenate([region_BxR, markers_BxM], axis=1),
                 targets=targets,
-                mask=jnp.broadcast_to(mask_L, targets.shape).astype(jnp.float32))
+                mask=jnp.broadcast_to(mask_L, targets.shape).astype(jnp.float32),
+                positions=base.last_positions(batch_size, self.length, m))
 
   def metrics(self, logits_BxLxV, batch):
     return base.scored_metrics(logits_BxLxV, batch)
