@@ -34,10 +34,12 @@ _STEPS = flags.DEFINE_integer("steps", 600, "Training steps per trial.")
 _JOBS = flags.DEFINE_integer("jobs", 2, "Groups (or trials) run at once.")
 _MODELS = flags.DEFINE_list("models", ["lstm", "transformer"], "Architectures.")
 _LENGTH = flags.DEFINE_integer("length", 16, "Copy-memory delay.")
+_LRS = flags.DEFINE_list("learning_rates", ["1e-3", "3e-3", "1e-2"],
+                         "The learning-rate grid (x 2 seeds).")
 
 
 def sweep_file(directory: str) -> str:
-  """An experiment whose grid is the sub-grid: models x 3 lr x 2 seeds."""
+  """An experiment whose grid is the sub-grid: models x learning rates x 2 seeds."""
   path = os.path.join(directory, "subgrid.py")
   with open(path, "w") as f:
     f.write(f'''
@@ -55,7 +57,7 @@ def get_config(arg=None):
 def get_sweep(arg=None):
   return sweep.product(sweep.values("arg.model", {_MODELS.value!r}),
                        sweep.values("arg.length", [{_LENGTH.value}]),
-                       sweep.values("train.learning_rate", [1e-3, 3e-3, 1e-2]),
+                       sweep.values("train.learning_rate", {[float(x) for x in _LRS.value]!r}),
                        sweep.values("train.seed", [0, 1]))
 ''')
   return path

@@ -148,28 +148,56 @@ def _summary(workdir):
     return json.load(f)
 
 
-def test_sigkill_of_a_grouped_sweep_then_rerun_equals_an_uninterrupted_one(tmp_path):
-  args = [f"--config={TINY}:grid=seeds", "--mode=sweep", "--jobs=1"]
-  reference, killed = str(tmp_path / "reference"), str(tmp_path / "killed")
-  env = dict(os.environ)
-  assert _launch(*args, f"--workdir={reference}", env=env).returncode == 0
-  proc = subprocess.Popen(
-      [sys.executable, os.path.join(ROOT, "launch.py"), *args,
-       f"--workdir={killed}"], cwd=ROOT, env=env, start_new_session=True,
-      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-  names = [r["trial"] for r in sweep.read_results(reference)]
-  ckpt = os.path.join(killed, names[0], "checkpoints")
-  deadline = time.time() + 200
+def _wait_for_checkpoint(trial_dir, at_least, deadline_s=200):
+  ckpt = os.path.join(trial_dir, "checkpoints")
+  deadline = time.time() + deadline_s
   while time.time() < deadline and not (
-      os.path.isdir(ckpt) and any(d.isdigit() and int(d) >= 40
+      os.path.isdir(ckpt) and any(d.isdigit() and int(d) >= at_least
                                   for d in os.listdir(ckpt))):
     time.sleep(0.01)
-  os.killpg(proc.pid, signal.SIGKILL)  # the runner and its group, at once
-  proc.wait()
-  assert not os.path.exists(os.path.join(killed, names[0], "summary.json")) or (
-      _summary(os.path.join(killed, names[0]))["status"] == "running"), (
-          "the group finished before it was killed; the test did not test resume")
-  result = _launch(*args, f"--workdir={killed}", env=env)
+
+
+def _wait_until_gone(pid, deadline_s=120):
+  deadline = time.time() + deadline_s
+  while time.time() < deadline and os.path.exists(f"/proc/{pid}"):
+    time.sleep(0.01)
+  assert not os.path.exists(f"/proc/{pid}"), f"process {pid} still runs"
+
+
+def test_a_killed_runner_stops_its_group_and_sigkill_then_rerun_is_exact(tmp_path):
+  args = [f"--config={TINY}:grid=seeds", "--mode=sweep", "--jobs=1"]
+  reference, killed = str(tmp_path / "reference"), str(tmp_path / "killed")
+  assert _launch(*args, f"--workdir={reference}").returncode == 0
+  names = [r["trial"] for r in sweep.read_results(reference)]
+  first = os.path.join(killed, names[0])
+
+  def start():
+    return subprocess.Popen(
+        [sys.executable, os.path.join(ROOT, "launch.py"), *args,
+         f"--workdir={killed}"], cwd=ROOT, stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL)
+
+  # The runner dies: its group gets SIGTERM and stops as interrupted.
+  runner = start()
+  _wait_for_checkpoint(first, 40)
+  group = run_lock.holder(first)["pid"]  # the lock names the process that trains
+  runner.kill()
+  runner.wait()
+  _wait_until_gone(group)
+  assert _summary(first)["status"] == "interrupted", (
+      "the group finished before its runner was killed; the test did not test it")
+  # The runner and its group are killed at once, mid-training.
+  runner = start()
+  _wait_for_checkpoint(first, _summary(first)["step"] + 40)
+  group = run_lock.holder(first)["pid"]
+  os.kill(group, signal.SIGKILL)
+  runner.kill()
+  runner.wait()
+  _wait_until_gone(group)
+  assert _summary(first)["status"] == "running", (
+      "the group finished before it was killed; the test did not test resume")
+
+  result = _launch(*args, f"--workdir={killed}")
   assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
   assert sorted(r["trial"] for r in sweep.read_results(killed)) == sorted(names)
   for name in names:
@@ -194,9 +222,9 @@ def test_a_finished_run_relaunched_is_left_as_it_is(tiny_config, tmp_path):
 
 
 TINY_RUN = ["--config=experiments/copy_memory.py:quick,delay=4",
-            "--config.model.width=16", "--config.train.steps=600",
-            "--config.train.checkpoint_every=10", "--config.train.eval_every=100",
-            "--config.train.log_every=50", "--config.train.eval_batches=1"]
+            "--config.model.width=16", "--config.train.steps=300",
+            "--config.train.checkpoint_every=100", "--config.train.eval_every=100",
+            "--config.train.log_every=10", "--config.train.eval_batches=1"]
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
@@ -218,7 +246,7 @@ def test_sigterm_and_sigint_checkpoint_and_a_relaunch_resumes_exactly(
   assert proc.returncode == 130, err[-2000:]
   assert "Traceback" not in err
   summary = _summary(stopped)
-  assert summary["status"] == "interrupted" and 0 < summary["step"] < 600
+  assert summary["status"] == "interrupted" and 0 < summary["step"] < 300
   assert summary["interrupted_by"] == signal.Signals(signum).name
   ckpt = os.path.join(stopped, "checkpoints")
   assert max(int(d) for d in os.listdir(ckpt) if d.isdigit()) == summary["step"]
@@ -231,7 +259,8 @@ def test_sigterm_and_sigint_checkpoint_and_a_relaunch_resumes_exactly(
     assert resumed[key] == _summary(reference)[key]
   # Times add up over both launches.
   assert resumed["wall_time_s"] > summary["wall_time_s"]
-  assert resumed["train_steps"] == 600 + 0 and resumed["steps_per_s"] > 0
+  # Every step trained once: the interruption checkpointed where it stopped.
+  assert resumed["train_steps"] == 300 and resumed["steps_per_s"] > 0
 
 
 def test_a_second_launcher_on_a_held_workdir_is_refused(tiny_config, tmp_path):
