@@ -124,7 +124,14 @@ def trial_config(module, arg: str | None, overrides: dict
     if leaf not in node:
       raise ConfigError(f"Sweep override {key!r} names no config key; keys under "
                         f"{'.'.join(parents)}: {', '.join(sorted(node.keys()))}.")
-    node[leaf] = value
+    try:
+      node[leaf] = value
+    except TypeError:  # ConfigDict keeps each field's type
+      raise ConfigError(
+          f"Sweep override {key}={value!r} has the wrong type: {key} is a "
+          f"{type(node[leaf]).__name__} ({node[leaf]!r} by default); give one "
+          f"{type(node[leaf]).__name__} per trial (a list of values is a grid: "
+          "sweep.values).") from None
   return config
 
 

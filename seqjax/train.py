@@ -831,8 +831,8 @@ class _Program:
         if evaluate_now and active():
           results = self._evaluate(valid)
           for n, r in enumerate(runs):
-            if r.status == "running":
-              for split, per_run in results.items():
+            if r.status == "running" and r.start < step:  # not one still waiting
+              for split, per_run in results.items():   # for its resume step
                 r.log.write(step, split, per_run[n])
         checkpoint(step, results)
         summaries()

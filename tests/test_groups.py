@@ -3,6 +3,7 @@ and the run lifecycle (finished, interrupted, held, too big)."""
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -334,3 +335,34 @@ def test_trials_held_by_another_host_are_named_and_the_sweep_exits_non_zero(
   assert f"{names[0]} is held by process 4242 on host node-7" in result.stdout
   done = {r["trial"] for r in sweep.read_results(workdir)}
   assert done == set(names[1:])
+
+
+def test_a_groupable_key_given_a_list_is_a_config_error():
+  module = sweep.load_experiment(TINY)
+  with pytest.raises(ConfigError, match=r"train.learning_rate=\[0.1, 0.2\] has the "
+                     "wrong type: train.learning_rate is a float"):
+    sweep.trial_config(module, None, {"train.learning_rate": [0.1, 0.2]})
+
+
+def test_runs_of_a_group_that_resume_from_different_steps_equal_an_uninterrupted_group(
+    tiny_config, tmp_path):
+  tiny_config.train.keep_checkpoints = 3
+  variants = [_variant(tiny_config, seed=s, learning_rate=lr)
+              for s, lr in ((0, 1e-2), (1, 3e-3))]
+  reference = [str(tmp_path / f"reference{i}") for i in range(2)]
+  train.train_trials(variants, reference)
+  resumed = [str(tmp_path / f"resumed{i}") for i in range(2)]
+  for src, dst in zip(reference, resumed):
+    shutil.copytree(src, dst)
+    os.remove(os.path.join(dst, "summary.json"))  # as if killed
+  # Run 0 resumes from step 4, run 1 from step 2: run 1 trains steps 3-4 while
+  # run 0 waits, frozen, and neither logs or saves anything twice.
+  for dst, gone in ((resumed[0], (6,)), (resumed[1], (4, 6))):
+    for step in gone:
+      shutil.rmtree(os.path.join(dst, "checkpoints", str(step)))
+  summaries = train.train_trials(variants, resumed)
+  assert [s["status"] for s in summaries] == ["completed", "completed"]
+  for a, b in zip(resumed, reference):
+    assert _records(a) == _records(b)
+    assert _summary(a)["final"] == _summary(b)["final"]
+    assert _summary(a)["test"] == _summary(b)["test"]

@@ -40,11 +40,11 @@ def _records(workdir):
           for r in metric_log.read(os.path.join(workdir, "metrics.jsonl"))]
 
 
-def test_sigkill_and_relaunch_equals_uninterrupted_run(tmp_path):
+def _sigkill_then_relaunch_equals_uninterrupted(tmp_path, args, steps):
   reference, killed = str(tmp_path / "reference"), str(tmp_path / "killed")
-  assert launch(*TINY, f"--workdir={reference}").returncode == 0
+  assert launch(*args, f"--workdir={reference}").returncode == 0
 
-  proc = launch(*TINY, f"--workdir={killed}", wait=False)
+  proc = launch(*args, f"--workdir={killed}", wait=False)
   ckpt_dir = os.path.join(killed, "checkpoints")
   deadline = time.time() + 120
   while time.time() < deadline and not (
@@ -56,15 +56,32 @@ def test_sigkill_and_relaunch_equals_uninterrupted_run(tmp_path):
   assert stored is None or stored["status"] == "running", (
       "the run finished before it was killed; the test did not test resume")
 
-  result = launch(*TINY, f"--workdir={killed}")
+  result = launch(*args, f"--workdir={killed}")
   assert result.returncode == 0, result.stderr[-2000:]
   assert _records(killed) == _records(reference)
-  a, b = checkpoints.load(killed, 150), checkpoints.load(reference, 150)
+  a, b = checkpoints.load(killed, steps), checkpoints.load(reference, steps)
   assert all(onp.array_equal(x, y) for x, y in zip(
       jax.tree_util.tree_leaves(a.params), jax.tree_util.tree_leaves(b.params)))
   summary = lambda d: json.load(open(os.path.join(d, "summary.json")))
   for key in ("final", "best", "test", "status"):
     assert summary(killed)[key] == summary(reference)[key]
+
+
+def test_sigkill_and_relaunch_equals_uninterrupted_run(tmp_path):
+  _sigkill_then_relaunch_equals_uninterrupted(tmp_path, TINY, 150)
+
+
+def test_sigkill_and_relaunch_of_a_file_dataset_task_is_exact(tmp_path):
+  """The input pipeline of a dataset read from files (`text`) resumes exactly:
+  its batches are a function of (seed, step), not of an iterator's state."""
+  corpus = tmp_path / "corpus.txt"
+  corpus.write_text("".join(f"line {i}: the quick brown fox, {i * i}\n"
+                            for i in range(400)))
+  args = [f"--config=experiments/text.py:quick,path={corpus},length=32",
+          "--config.train.steps=60", "--config.train.checkpoint_every=10",
+          "--config.train.eval_every=30", "--config.train.log_every=5",
+          "--config.train.eval_batches=1", "--config.model.width=16"]
+  _sigkill_then_relaunch_equals_uninterrupted(tmp_path, args, 60)
 
 
 @pytest.mark.parametrize("args, message", [
