@@ -538,8 +538,10 @@ class _Run:
 @contextlib.contextmanager
 def _stop_on_signals():
   """While training, SIGTERM and SIGINT ask the loop to stop at the next step
-  boundary (it checkpoints and records `interrupted`); a second one acts as
-  usual. `stop["signal"]` is the number of the signal received, if any."""
+  boundary (it checkpoints and records `interrupted`). A second Ctrl-C acts as
+  usual; further SIGTERMs are ignored, so the checkpoint is always written (a
+  sweep's group gets one parent-death SIGTERM per exiting thread of its runner).
+  `stop["signal"]` is the number of the first signal received, if any."""
   stop = {"signal": None}
   if threading.current_thread() is not threading.main_thread():
     yield stop
@@ -548,10 +550,12 @@ def _stop_on_signals():
 
   def handler(signum, frame):
     del frame
-    stop["signal"] = signum
-    signal.signal(signum, old[signum])
-    logging.warning("Received %s: stopping at the next step boundary.",
-                    signal.Signals(signum).name)
+    if stop["signal"] is None:
+      stop["signal"] = signum
+      logging.warning("Received %s: stopping at the next step boundary.",
+                      signal.Signals(signum).name)
+    if signum == signal.SIGINT:
+      signal.signal(signum, old[signum])
   for signum in (signal.SIGTERM, signal.SIGINT):
     old[signum] = signal.signal(signum, handler)
   try:
