@@ -75,7 +75,7 @@ def load(data_dir: str, length: int, padding: str) -> dict:
 
 
 @dataclasses.dataclass(frozen=True)
-class Aan:
+class Aan(datafiles.LabelledDataset):
   """Attributes are the `config.task` fields of `aan` (LRA Retrieval)."""
   data_dir: str = ""        # folder of new_aan_pairs.{train,eval,test}.tsv
   max_length: int = 4000    # bytes per document; the input is twice as long
@@ -110,17 +110,3 @@ class Aan:
     d = self._splits()[split]
     return dict(inputs=jnp.asarray(d["inputs"]), labels=jnp.asarray(d["labels"]))
 
-  def sample(self, data: dict, key, batch_size: int):
-    return datafiles.sample_labelled(data, key, batch_size)
-
-  def examples(self, data: dict, index_B):
-    """The batch of the examples of `data` at indices `index_B` [B]."""
-    return datafiles.labelled_examples(data, index_B)
-
-  def batch(self, key, batch_size: int):
-    return self.sample(self.data("train"), key, batch_size)
-
-  def metrics(self, logits_BxLxV, batch):
-    out = base.scored_metrics(logits_BxLxV, batch)
-    del out["sequence_accuracy"]
-    return out

@@ -80,7 +80,7 @@ def load(data_dir: str, valid_size: int) -> dict:
 
 
 @dataclasses.dataclass(frozen=True)
-class Cifar10:
+class Cifar10(datafiles.LabelledDataset):
   """Attributes are the `config.task` fields of `cifar10` (LRA Image)."""
   data_dir: str = ""       # the cifar-10-batches-bin folder
   valid_size: int = 5000   # the last training images validate (LRA: 10%)
@@ -113,17 +113,3 @@ class Cifar10:
     d = self._splits()[split]
     return dict(inputs=jnp.asarray(d["inputs"]), labels=jnp.asarray(d["labels"]))
 
-  def sample(self, data: dict, key, batch_size: int):
-    return datafiles.sample_labelled(data, key, batch_size)
-
-  def examples(self, data: dict, index_B):
-    """The batch of the examples of `data` at indices `index_B` [B]."""
-    return datafiles.labelled_examples(data, index_B)
-
-  def batch(self, key, batch_size: int):
-    return self.sample(self.data("train"), key, batch_size)
-
-  def metrics(self, logits_BxLxV, batch):
-    out = base.scored_metrics(logits_BxLxV, batch)
-    del out["sequence_accuracy"]
-    return out

@@ -67,6 +67,29 @@ def labelled_examples(data: dict, index_B):
               mask=base.last_position_mask(index_B.shape[0], length))
 
 
+class LabelledDataset:
+  """The members every dataset classification task shares, for a task that
+  defines `data(split)` (inputs [N, L], labels [N]): batches sampled uniformly
+  with replacement, the examples at given indices (an exact pass over a split),
+  and accuracy at the one scored (last) position."""
+
+  def sample(self, data: dict, key, batch_size: int):
+    """A batch of `batch_size` examples of `data`, uniform with replacement."""
+    return sample_labelled(data, key, batch_size)
+
+  def examples(self, data: dict, index_B):
+    """The batch of the examples of `data` at indices `index_B` [B]."""
+    return labelled_examples(data, index_B)
+
+  def batch(self, key, batch_size: int):
+    return self.sample(self.data("train"), key, batch_size)
+
+  def metrics(self, logits_BxLxV, batch):
+    out = base.scored_metrics(logits_BxLxV, batch)
+    del out["sequence_accuracy"]  # one scored position: the same as accuracy
+    return out
+
+
 PADDINGS = ("left", "right")
 BYTE_VOCAB = 257  # tfds ByteTextEncoder, as LRA tokenises: id = byte + 1, 0 pads
 

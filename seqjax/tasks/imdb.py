@@ -86,7 +86,7 @@ def load(data_dir: str, length: int, padding: str, valid_size: int,
 
 
 @dataclasses.dataclass(frozen=True)
-class Imdb:
+class Imdb(datafiles.LabelledDataset):
   """Attributes are the `config.task` fields of `imdb` (LRA Text)."""
   data_dir: str = ""        # the aclImdb folder
   max_length: int = 4096    # L, bytes per review (longer ones are truncated)
@@ -125,17 +125,3 @@ class Imdb:
     d = self._splits()[split]
     return dict(inputs=jnp.asarray(d["inputs"]), labels=jnp.asarray(d["labels"]))
 
-  def sample(self, data: dict, key, batch_size: int):
-    return datafiles.sample_labelled(data, key, batch_size)
-
-  def examples(self, data: dict, index_B):
-    """The batch of the examples of `data` at indices `index_B` [B]."""
-    return datafiles.labelled_examples(data, index_B)
-
-  def batch(self, key, batch_size: int):
-    return self.sample(self.data("train"), key, batch_size)
-
-  def metrics(self, logits_BxLxV, batch):
-    out = base.scored_metrics(logits_BxLxV, batch)
-    del out["sequence_accuracy"]
-    return out

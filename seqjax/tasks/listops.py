@@ -133,7 +133,7 @@ def read_tsv(path: str, length: int) -> dict:
 
 
 @dataclasses.dataclass(frozen=True)
-class ListOps:
+class ListOps(datafiles.LabelledDataset):
   """Attributes are the `config.task` fields of `listops`."""
   max_length: int = 2000    # expressions shorter than this; model input length L
   min_length: int = 500     # expressions longer than this
@@ -209,22 +209,6 @@ class ListOps:
       cols = (onp.arange(self.max_length)[None, :] - shift[:, None]) % self.max_length
       ids = onp.take_along_axis(ids, cols, axis=1)
     return dict(inputs=jnp.asarray(ids), labels=jnp.asarray(d["labels"]))
-
-  def sample(self, data: dict, key, batch_size: int):
-    """A batch of `batch_size` examples of `data`, uniform with replacement."""
-    return datafiles.sample_labelled(data, key, batch_size)
-
-  def examples(self, data: dict, index_B):
-    """The batch of the examples of `data` at indices `index_B` [B]."""
-    return datafiles.labelled_examples(data, index_B)
-
-  def batch(self, key, batch_size: int):
-    return self.sample(self.data("train"), key, batch_size)
-
-  def metrics(self, logits_BxLxV, batch):
-    out = base.scored_metrics(logits_BxLxV, batch)
-    del out["sequence_accuracy"]  # one scored position: the same as accuracy
-    return out
 
 
 @functools.lru_cache(maxsize=4)

@@ -304,7 +304,7 @@ def generate(seed: int, num: int, size: int, contour_length: int,
 
 
 @dataclasses.dataclass(frozen=True)
-class Pathfinder:
+class Pathfinder(datafiles.LabelledDataset):
   """Attributes are the `config.task` fields of `pathfinder`."""
   resolution: int = 32        # image side: 32 (Pathfinder), 64, 128 (Path-X)
   contour_length: int = 14    # dashes per target contour: 6, 9 or 14 (LRA: 14)
@@ -366,21 +366,6 @@ class Pathfinder:
     d = self._splits()[split]
     return dict(inputs=jnp.asarray(d["images"].reshape(len(d["labels"]), -1)),
                 labels=jnp.asarray(d["labels"]))
-
-  def sample(self, data: dict, key, batch_size: int):
-    return datafiles.sample_labelled(data, key, batch_size)
-
-  def examples(self, data: dict, index_B):
-    """The batch of the examples of `data` at indices `index_B` [B]."""
-    return datafiles.labelled_examples(data, index_B)
-
-  def batch(self, key, batch_size: int):
-    return self.sample(self.data("train"), key, batch_size)
-
-  def metrics(self, logits_BxLxV, batch):
-    out = base.scored_metrics(logits_BxLxV, batch)
-    del out["sequence_accuracy"]  # one scored position: the same as accuracy
-    return out
 
 
 @functools.lru_cache(maxsize=4)

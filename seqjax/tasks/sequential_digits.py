@@ -52,7 +52,7 @@ def load_splits(split_seed: int, valid_size: int, test_size: int) -> dict:
 
 
 @dataclasses.dataclass(frozen=True)
-class SequentialDigits:
+class SequentialDigits(datafiles.LabelledDataset):
   """Attributes are the `config.task` fields of `sequential_digits`."""
   layout: str = "pixels"     # "pixels" (length 64) or "patches" (4 of 4x4, ViT)
   permute: bool = False      # pixels in a fixed random order (pMNIST-style)
@@ -115,18 +115,3 @@ class SequentialDigits:
     return dict(inputs=jnp.asarray(self.features(images)),
                 labels=jnp.asarray(labels))
 
-  def sample(self, data: dict, key, batch_size: int):
-    """A batch of `batch_size` examples of `data`, uniform with replacement."""
-    return datafiles.sample_labelled(data, key, batch_size)
-
-  def examples(self, data: dict, index_B):
-    """The batch of the examples of `data` at indices `index_B` [B]."""
-    return datafiles.labelled_examples(data, index_B)
-
-  def batch(self, key, batch_size: int):
-    return self.sample(self.data("train"), key, batch_size)
-
-  def metrics(self, logits_BxLxV, batch):
-    out = base.scored_metrics(logits_BxLxV, batch)
-    del out["sequence_accuracy"]  # one scored position: the same as accuracy
-    return out
