@@ -332,10 +332,20 @@ def split_task(exp: Experiment, split: str):
   return exp.task.eval_sets[name] if name else exp.task
 
 
-def _mean_metrics(eval_step, params, batch_fn, batches: int) -> dict:
-  """Metrics averaged over batches 0..`batches`-1 of `batch_fn`, as numpy."""
-  totals = jax.device_get([eval_step(params, batch_fn(i)) for i in range(batches)])
-  return {k: onp.mean([t[k] for t in totals], axis=0) for k in totals[0]}
+def average_batches(eval_step, params, batches) -> tuple[dict, int]:
+  """(mean metrics, examples) of `eval_step` over `batches`, pairs (batch, real
+  examples in it): the plain mean of equal batches, else weighted by the real
+  examples. Values are numpy: scalars, or [N] for a group of runs."""
+  totals, weights = [], []
+  for batch, real in batches:
+    totals.append(eval_step(params, batch))
+    weights.append(real)
+  totals = jax.device_get(totals)
+  if len(set(weights)) == 1:  # equal batches: the plain mean
+    return ({k: sum(t[k] for t in totals) / len(totals) for k in totals[0]},
+            sum(weights))
+  return ({k: sum(t[k] * w for t, w in zip(totals, weights)) / sum(weights)
+           for k in totals[0]}, sum(weights))
 
 
 def evaluate(exp: Experiment, params, split: str = "eval", eval_step=None,
@@ -367,16 +377,8 @@ def evaluate_split(exp: Experiment, params, split: str = "eval", eval_step=None,
     size = exp.train.batch_size
     batches = ((batch_fn(i), size)
                for i in range(num_batches or exp.train.eval_batches))
-  totals, weights = [], []
-  for batch, real in batches:
-    totals.append(eval_step(params, batch))
-    weights.append(real)
-  totals = jax.device_get(totals)
-  if len(set(weights)) == 1:  # equal batches: the plain mean
-    return ({k: float(sum(t[k] for t in totals) / len(totals)) for k in totals[0]},
-            sum(weights))
-  return ({k: float(sum(t[k] * w for t, w in zip(totals, weights)) / sum(weights))
-           for k in totals[0]}, sum(weights))
+  means, examples = average_batches(eval_step, params, batches)
+  return {k: float(v) for k, v in means.items()}, examples
 
 
 def exact_batches(exp: Experiment, stream: int, task, num_batches: int | None):
@@ -746,8 +748,9 @@ class _Program:
     """{split: [per-run metric dicts]} over `train.eval_batches` batches."""
     out = {}
     for split, (eval_step, batch_fn) in evaluators.items():
-      means = _mean_metrics(eval_step, self._params(), batch_fn,
-                            self.exp.train.eval_batches)
+      size, count = self.exp.train.batch_size, self.exp.train.eval_batches
+      means, _ = average_batches(eval_step, self._params(),
+                                 ((batch_fn(i), size) for i in range(count)))
       out[split] = [{k: float(onp.reshape(v, -1)[n]) for k, v in means.items()}
                     for n in range(len(self.runs))]
     return out
@@ -762,15 +765,10 @@ class _Program:
       return self._evaluate({split: (eval_step, batch_fn)})[split]
     if self.group:  # the same batches for every run
       eval_step = jax.jit(jax.vmap(_eval_fn(exp, task), in_axes=(0, None)))
-    totals, weights = [], []
-    for batch, real in exact_batches(exp, TEST, task, None):
-      totals.append(eval_step(self._params(), batch))
-      weights.append(real)
-    totals = jax.device_get(totals)
-    means = {k: sum(onp.asarray(t[k]) * w for t, w in zip(totals, weights))
-             / sum(weights) for k in totals[0]}
+    means, examples = average_batches(eval_step, self._params(),
+                                      exact_batches(exp, TEST, task, None))
     return [{**{k: float(onp.reshape(v, -1)[n]) for k, v in means.items()},
-             "examples": sum(weights)} for n in range(len(self.runs))]
+             "examples": examples} for n in range(len(self.runs))]
 
   def _loop(self, start: int, starts, stop: dict, launch_start: float,
             extra: dict) -> None:
