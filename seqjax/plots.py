@@ -24,6 +24,49 @@ def curves(series: dict, x: str, y: str, path: str, title: str = "",
   plt.close(fig)
 
 
+def curves_with_baselines(series: dict, baselines: dict, path: str,
+                          title: str = "") -> None:
+  """Training loss against step, a line per label of `series` ({label: {"step",
+  "loss"}}), and a dashed horizontal line per `baselines` ({label: value})."""
+  fig, ax = plt.subplots(figsize=(7, 4.5))
+  for label, data in series.items():
+    ax.plot(data["step"], data["loss"], label=label, linewidth=1)
+  for label, value in baselines.items():
+    ax.axhline(value, color="black", linestyle="--", linewidth=0.8)
+    ax.annotate(label, (0, value), fontsize=7, va="bottom")
+  ax.set_yscale("log")
+  ax.set_xlabel("step")
+  ax.set_ylabel("training loss (mean over seeds)")
+  ax.set_title(title)
+  ax.legend(fontsize=7, ncol=2)
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
+
+
+def metric_vs_width(accuracy: dict, path: str, title: str = "") -> None:
+  """Accuracy against model width ({(model, length, width): value}): a panel
+  per length, a line per model."""
+  lengths = sorted({l for _, l, _ in accuracy})
+  fig, axes = plt.subplots(1, len(lengths), figsize=(4 * len(lengths), 3.5),
+                           squeeze=False)
+  for ax, length in zip(axes[0], lengths):
+    for model in sorted({m for m, _, _ in accuracy}):
+      pts = sorted((w, v) for (m, l, w), v in accuracy.items()
+                   if m == model and l == length)
+      ax.plot([w for w, _ in pts], [v for _, v in pts], marker="o", label=model)
+    ax.set_xscale("log", base=2)
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_xlabel("width")
+    ax.set_ylabel("test accuracy")
+    ax.set_title(f"length {length}")
+  axes[0][0].legend(fontsize=7)
+  fig.suptitle(title)
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
+
+
 def attention_maps(maps: list, tokens, path: str, title: str = "") -> None:
   """Heat maps of the weights of the first example: a row per layer, a column
   per head; queries down, keys across, labelled with the input tokens."""
@@ -49,9 +92,10 @@ def attention_maps(maps: list, tokens, path: str, title: str = "") -> None:
 
 
 def _by_model(points: list) -> dict:
+  """A line per model and setting (a point's `label`, else its model)."""
   lines = {}
   for p in points:
-    lines.setdefault(p["model"], []).append(p)
+    lines.setdefault(p.get("label") or p["model"], []).append(p)
   return lines
 
 

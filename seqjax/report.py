@@ -15,7 +15,10 @@ divided by N (amortised); and peak memory.
 The dependency length of a trial is its first numeric override that is not a
 training setting (`task.delay`, `arg.length`, ...). A sweep without one (models x
 learning rates x seeds) gets its table without the plots; points whose length is
-not a number are left out of the plots, and report.md says so.
+not a number are left out of the plots, and report.md says so. Any other
+override that is not a training setting or the seed (a width, say) is part of
+the point too (`setting`): trials that differ in it are never averaged
+together, and the plots draw a line per model and setting.
 """
 
 import collections
@@ -28,6 +31,7 @@ from seqjax import sweep
 from seqjax import workdir as workdir_lib
 
 NOT_LENGTH = ("train.", "mesh.", "arg.seed", "arg.quick")
+NOT_SETTING = ("train.", "mesh.", "arg.seed", "arg.model")
 
 
 def _length_key(overrides: dict) -> str | None:
@@ -36,6 +40,21 @@ def _length_key(overrides: dict) -> str | None:
         and not key.startswith(NOT_LENGTH)):
       return key
   return None
+
+
+def _setting(overrides: dict, length_key: str | None) -> tuple:
+  """The overrides that make a point besides the model and the length: every
+  one that is not a training setting or the seed, as sorted (key, value) pairs."""
+  return tuple(sorted((k, v) for k, v in overrides.items()
+                      if k != length_key and not k.startswith(NOT_SETTING)))
+
+
+def _label(model: str, setting: tuple) -> str:
+  """The model, with the point's other settings: `lstm (width=64)`."""
+  if not setting:
+    return model
+  named = ", ".join(f"{k.split('.')[-1]}={v}" for k, v in setting)
+  return f"{model} ({named})"
 
 
 def _mode(result: dict, task: str) -> str:
@@ -67,12 +86,14 @@ def aggregate(workdir: str) -> dict:
                       baselines=first.get("baselines") or {}, length_key=key)
     for r in results:
       model = _arch(os.path.join(workdir, r["trial"]))[1]
-      groups[task][(model, r["overrides"].get(key))].append(r)
+      groups[task][(model, r["overrides"].get(key),
+                    _setting(r["overrides"], key))].append(r)
   report = {}
   for task, points in groups.items():
     metric, mode = meta[task]["metric"], meta[task]["mode"]
     rows = []
-    for (model, length), trials in sorted(points.items(), key=_point_order):
+    for (model, length, setting), trials in sorted(points.items(),
+                                                   key=_point_order):
       by_lr = collections.defaultdict(list)
       for t in trials:
         lr = t["overrides"].get("train.learning_rate", "default")
@@ -83,7 +104,8 @@ def aggregate(workdir: str) -> dict:
       chosen = by_lr[pick]
       test = [_score(t, "test", metric, mode) for t in chosen]
       rows.append(dict(
-          model=model, length=length, learning_rate=pick,
+          model=model, length=length, setting=dict(setting),
+          label=_label(model, setting), learning_rate=pick,
           valid=valid[pick], test_mean=_mean(test), test_min=min(test),
           test_max=max(test), seeds=len(chosen),
           diverged=sum(t["status"] == "diverged" for t in chosen),
@@ -103,10 +125,12 @@ def _group(trial: dict) -> int:
   """Trials that trained together in one program with this one (1: alone)."""
   return trial.get("group_size") or 1
 def _point_order(item) -> tuple:
-  """By model, then numeric lengths in order, then other values by their text."""
-  (model, length), _ = item
+  """By model and setting, then numeric lengths in order, then other values by
+  their text."""
+  (model, length, setting), _ = item
   number = _is_number(length)
-  return (model, not number, length if number else 0, "" if number else str(length))
+  return (model, str(setting), not number, length if number else 0,
+          "" if number else str(length))
 
 
 def _is_number(value) -> bool:
@@ -154,7 +178,7 @@ def write(workdir: str) -> dict:
               "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for p in data["points"]:
       lines.append(
-          f"| {p['model']} | {'-' if p['length'] is None else p['length']} | "
+          f"| {p['label']} | {'-' if p['length'] is None else p['length']} | "
           f"{p['learning_rate']} | "
           f"{p['valid']:.4g} | {p['test_mean']:.4g} | {p['test_min']:.4g}-"
           f"{p['test_max']:.4g} | {p['seeds']} | {p['diverged']} | {p['group_size']} | "

@@ -271,6 +271,25 @@ def test_report_reads_mode_and_baselines_from_results(tmp_path):
   _strict_load(open(tmp_path / "report.json").read())
 
 
+def test_report_never_averages_trials_of_different_settings(tmp_path):
+  """A sweep over length x width: the width is part of the point, not a seed."""
+  workdir = str(tmp_path)
+  for length in (4, 8):
+    for width, acc in ((16, 0.3), (64, 0.9)):
+      for seed in (0, 1):
+        _fake(workdir, f"l{length}w{width}s{seed}",
+              {"arg.length": length, "arg.width": width, "train.seed": seed},
+              acc + 0.01 * seed)
+  data = report.write(workdir)["copy_memory"]
+  assert data["length_key"] == "arg.length"
+  got = {(p["length"], p["setting"]["arg.width"]): (p["seeds"], p["test_mean"])
+         for p in data["points"]}
+  assert got == pytest.approx({(4, 16): (2, 0.305), (4, 64): (2, 0.905),
+                               (8, 16): (2, 0.305), (8, 64): (2, 0.905)})
+  text = open(tmp_path / "report.md").read()
+  assert "| lstm (width=16) | 4 |" in text and "| lstm (width=64) | 8 |" in text
+
+
 def test_report_falls_back_to_the_tasks_mode(tmp_path):
   workdir = str(tmp_path)
   for lr, mse in ((0.1, 0.2), (0.01, 0.05)):
