@@ -85,16 +85,21 @@ def test_flip_flop_errors_are_exact_counts_on_the_test_stream(flip_flop_run):
   assert counts["sparse"]["p_ignore"] == 0.98 and counts["dense"]["p_ignore"] == 0.1
 
 
-def _result(workdir, model, length, width, lr, seed, test, task, metric, mode):
+def _result(workdir, model, length, width, lr, seed, test, task, metric, mode,
+            **others):
   name = f"{model}_{length}_{width}_{lr}_{seed}"
   os.makedirs(os.path.join(workdir, name), exist_ok=True)
   with open(os.path.join(workdir, name, "config.json"), "w") as f:
     json.dump({"task": {"name": task}, "model": {"name": model}}, f)
+  with open(os.path.join(workdir, name, "metrics.jsonl"), "w") as f:
+    for step in (10, 20):
+      f.write(json.dumps({"step": step, "split": "train", "loss": 1.0 / step}) + "\n")
   sweep.record(workdir, name, {"arg.model": model, "arg.length": length,
                                "arg.width": width, "train.learning_rate": lr,
                                "train.seed": seed}, "completed",
-               dict(metric=metric, mode=mode, chance=0.0, final={metric: test},
-                    test={metric: test}, steps_per_s=1.0, wall_time_s=10.0))
+               dict(metric=metric, mode=mode, chance=0.0,
+                    final={metric: test, **others}, test={metric: test, **others},
+                    steps_per_s=1.0, wall_time_s=10.0))
 
 
 @pytest.mark.parametrize("lstm_mse,rnn_mse,verdict", [
@@ -107,6 +112,24 @@ def test_adding_verdict_follows_the_fixed_rule(tmp_path, lstm_mse, rnn_mse, verd
         _result(str(tmp_path), model, length, 128, 1e-3, seed, mse, "adding",
                 "mse", "min")
   assert reproductions.adding(str(tmp_path))["verdict"] == verdict
+
+
+def test_copy_memory_judges_the_loss_against_the_baseline_not_the_accuracy(
+    tmp_path):
+  """The sweep's headline metric is the recall accuracy; the claim is about the
+  loss: an accuracy of 0.125 must not be read as a loss of 0.125."""
+  baseline = 10 * onp.log(8) / 120
+  for model, loss, acc in (("rnn", baseline, 0.125), ("lstm", baseline * 1.01, 0.13),
+                           ("lru", baseline * 0.1, 0.9)):
+    for seed in (0, 1):
+      _result(str(tmp_path), model, 100, 64, 1e-3, seed, acc, "copy_memory",
+              "accuracy", "max", loss=loss)
+  row = reproductions.copy_memory(str(tmp_path))
+  assert row["verdict"] == "reproduced"
+  lru, = [p for p in row["data"]["points"] if p["model"] == "lru"]
+  assert lru["test_loss_mean"] == pytest.approx(baseline * 0.1)
+  assert "lru T=100: loss 0.01733 (0.01733-0.01733) = 0.10 x baseline, leaves" in row["ours"]
+  assert "rnn T=100: loss 0.1733 (0.1733-0.1733) = 1.00 x baseline, stays" in row["ours"]
 
 
 def test_mqar_verdict_and_widths_kept_apart(tmp_path):
