@@ -10,7 +10,7 @@ import pytest
 
 from seqjax import models
 from seqjax.models import linear_recurrence as lr
-from seqjax.tasks.base import IOSpec
+from seqjax.interfaces import IOSpec
 
 from test_recurrent import input_gradient_mask  # pylint: disable=g-bad-import-order
 

@@ -11,7 +11,7 @@ import pytest
 from seqjax import models
 from seqjax.errors import ConfigError
 from seqjax.models import recurrent
-from seqjax.tasks.base import IOSpec
+from seqjax.interfaces import IOSpec
 
 IO = IOSpec(kind="lm", length=9, output_size=5, input_vocab=5)
 PER_POSITION = {

@@ -16,7 +16,7 @@ from seqjax import precision
 from seqjax.errors import ConfigError
 from seqjax.models import linear_recurrence as lr
 from seqjax.models import selective
-from seqjax.tasks.base import IOSpec
+from seqjax.interfaces import IOSpec
 
 from test_recurrent import input_gradient_mask  # pylint: disable=g-bad-import-order
 

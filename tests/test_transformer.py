@@ -16,7 +16,7 @@ from seqjax.models.transformer import Stack
 from seqjax.models.transformer import TransformerConfig
 from seqjax.models.vit import ViTConfig
 from seqjax.models.vit import patchify
-from seqjax.tasks.base import IOSpec
+from seqjax.interfaces import IOSpec
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
 

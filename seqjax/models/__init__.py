@@ -19,7 +19,7 @@ from seqjax.models.selective import RGLRUConfig
 from seqjax.models.transformer import TransformerConfig
 from seqjax.models.vit import ViTConfig
 from seqjax.models.window import WindowConfig
-from seqjax.tasks.base import IOSpec
+from seqjax.interfaces import IOSpec
 
 MODELS: dict[str, type] = {
     "window": WindowConfig,

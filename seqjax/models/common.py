@@ -8,7 +8,7 @@ sequence mixing in between differs.
 import flax.linen as nn
 import jax.numpy as jnp
 
-from seqjax.tasks.base import IOSpec
+from seqjax.interfaces import IOSpec
 
 
 class SequenceModel(nn.Module):

@@ -27,7 +27,7 @@ from seqjax.errors import ConfigError
 from seqjax.models.transformer import AttentionModelConfig
 from seqjax.models.transformer import Stack
 from seqjax.models.transformer import decode_positions
-from seqjax.tasks.base import IOSpec
+from seqjax.interfaces import IOSpec
 
 
 class TargetDecoder(nn.Module):

@@ -44,7 +44,7 @@ import jax.numpy as jnp
 from seqjax import configs
 from seqjax.errors import ConfigError
 from seqjax.models.common import SequenceModel
-from seqjax.tasks.base import IOSpec
+from seqjax.interfaces import IOSpec
 
 ACTIVATIONS = {"tanh": jnp.tanh, "relu": jax.nn.relu}
 

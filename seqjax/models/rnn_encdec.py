@@ -28,7 +28,7 @@ from seqjax import configs
 from seqjax import sampling
 from seqjax.errors import ConfigError
 from seqjax.models import recurrent
-from seqjax.tasks.base import IOSpec
+from seqjax.interfaces import IOSpec
 
 CELLS = {"lstm": recurrent.LSTMConfig, "gru": recurrent.GRUConfig}
 

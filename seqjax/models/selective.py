@@ -68,7 +68,7 @@ from seqjax.models.linear_recurrence import SCANS
 from seqjax.models.linear_recurrence import carried
 from seqjax.models.linear_recurrence import fused_linear_scan
 from seqjax.models.linear_recurrence import linear_scan
-from seqjax.tasks.base import IOSpec
+from seqjax.interfaces import IOSpec
 
 
 def uniform_init(bound: float):

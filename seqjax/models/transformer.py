@@ -26,7 +26,7 @@ from seqjax.errors import ConfigError
 from seqjax.models import attention
 from seqjax.models import positional
 from seqjax.models.common import SequenceModel
-from seqjax.tasks.base import IOSpec
+from seqjax.interfaces import IOSpec
 
 NORMS = ("pre", "post")
 POOLINGS = ("cls", "mean")

@@ -20,7 +20,7 @@ from seqjax.models import positional
 from seqjax.models.common import SequenceModel
 from seqjax.models.transformer import AttentionModelConfig
 from seqjax.models.transformer import PooledEncoder
-from seqjax.tasks.base import IOSpec
+from seqjax.interfaces import IOSpec
 
 
 def patchify(images_BxHxWxC, patch: int):
