@@ -154,8 +154,8 @@ def load(workdir: str, step: int | None = None) -> Restored:
   """Restores config and parameters from `workdir`: checkpoint `step`, else the
   best by the task's headline eval metric, else the latest."""
   from seqjax import train  # pylint: disable=import-outside-toplevel
-  from seqjax import workdir as workdir_lib  # pylint: disable=import-outside-toplevel
-  config = workdir_lib.load_config(workdir)
+  from seqjax import run_files  # pylint: disable=import-outside-toplevel
+  config = run_files.load_config(workdir)
   exp = train.build(config)
   mngr = manager(workdir, exp.train.keep_checkpoints, exp.task.metric,
                  exp.task.mode, read_only=True)

@@ -32,7 +32,7 @@ import numpy as onp
 from seqjax import checkpoints
 from seqjax import models
 from seqjax import train
-from seqjax import workdir as workdir_lib
+from seqjax import run_files
 from seqjax.errors import ConfigError
 
 
@@ -187,7 +187,7 @@ def run(workdir: str, batch_size: int = 16) -> dict:
   attention_<label>.png heat maps of the first validation example.
   """
   from seqjax import configs, plots  # pylint: disable=import-outside-toplevel
-  config = workdir_lib.load_config(workdir)
+  config = run_files.load_config(workdir)
   exp = train.build(config)
   if exp.task.io.pair:
     raise ConfigError(
@@ -233,5 +233,5 @@ def run(workdir: str, batch_size: int = 16) -> dict:
                            os.path.join(out_dir, f"attention_{label}.png"),
                            title=f"{title}, step {label}")
   for name, value in result.items():
-    workdir_lib.write_json(os.path.join(out_dir, f"{name}.json"), value)
+    run_files.write_json(os.path.join(out_dir, f"{name}.json"), value)
   return result

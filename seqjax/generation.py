@@ -28,7 +28,7 @@ from seqjax import digit_eval
 from seqjax import sampling
 from seqjax import tasks
 from seqjax import train
-from seqjax import workdir as workdir_lib
+from seqjax import run_files
 from seqjax.errors import ConfigError
 from seqjax.tasks import text_to_image as t2i
 
@@ -37,7 +37,7 @@ def run(workdir: str, prompts: list[str] | None = None, num_samples: int = 10,
         temperature: float = 1.0, top_k: int = 0, seed: int = 0,
         step: int | None = None) -> dict:
   """Samples from the run in `workdir`; returns the summary also written as JSON."""
-  config = workdir_lib.load_config(workdir)
+  config = run_files.load_config(workdir)
   task = tasks.build(config.task)
   if num_samples < 1:
     raise ConfigError(f"--num_samples={num_samples} must be at least 1.")
@@ -137,7 +137,7 @@ def draw_images(restored, workdir: str, prompts: list[str], captions: list,
       entry.update(digit_eval.caption_accuracy(
           clf, drawn, onp.full(num_samples, entry["digit"])))
     result["prompts"].append(entry)
-  workdir_lib.write_json(os.path.join(out_dir, f"samples_{tag}.json"), result)
+  run_files.write_json(os.path.join(out_dir, f"samples_{tag}.json"), result)
   return result
 
 
@@ -203,5 +203,5 @@ def draw_tokens(workdir: str, config, task, prompts, num_samples: int,
                 timing=timing)
   out_dir = os.path.join(workdir, "samples")
   os.makedirs(out_dir, exist_ok=True)
-  workdir_lib.write_json(os.path.join(out_dir, "tokens.json"), result)
+  run_files.write_json(os.path.join(out_dir, "tokens.json"), result)
   return result

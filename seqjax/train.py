@@ -34,7 +34,7 @@ from seqjax import parallel
 from seqjax import precision
 from seqjax import run_lock
 from seqjax import tasks
-from seqjax import workdir as workdir_lib
+from seqjax import run_files
 from seqjax.errors import ConfigError
 from seqjax.tasks import base
 
@@ -457,7 +457,7 @@ def program_key(config: ml_collections.ConfigDict) -> str:
   """What the compiled program of a run depends on: its config without the
   `GROUPABLE` train keys (clipping or not is part of the program). Runs with
   equal keys can train together as one group."""
-  d = workdir_lib.config_dict(config)
+  d = run_files.config_dict(config)
   train_cfg = {k: v for k, v in d["train"].items() if k not in GROUPABLE}
   clips = d["train"]["grad_clip"] > 0
   return json.dumps({**d, "train": train_cfg, "clips": clips}, sort_keys=True)
@@ -478,7 +478,7 @@ class _Run:
   def __init__(self, exp: Experiment, workdir: str, progress: bool):
     self.exp, self.workdir, self.progress = exp, workdir, progress
     self.lock = run_lock.RunLock(workdir)
-    self.previous = workdir_lib.read_json(os.path.join(workdir, "summary.json"))
+    self.previous = run_files.read_json(os.path.join(workdir, "summary.json"))
     self.summary = {}
     self.status = "pending"
 
@@ -491,7 +491,7 @@ class _Run:
     exp, tc = self.exp, self.exp.train
     self.writer = writer
     if writer:
-      workdir_lib.init(self.workdir, exp.config)
+      run_files.init(self.workdir, exp.config)
     self.mngr = checkpoints.manager(self.workdir, tc.keep_checkpoints,
                                     exp.task.metric, exp.task.mode)
     self.state, self.start = checkpoints.restore_latest(self.mngr, abstract)
@@ -526,7 +526,7 @@ class _Run:
         peak_memory_mb=peak_memory_mb(), **extra, **self.summary)
     summary.update(_best(self.log.records, task))
     if self.writer:
-      workdir_lib.write_json(os.path.join(self.workdir, "summary.json"), summary)
+      run_files.write_json(os.path.join(self.workdir, "summary.json"), summary)
     return summary
 
   def close(self) -> None:
@@ -594,7 +594,7 @@ def train_trials(configs_: list, workdirs: list[str], progress: bool = False,
   exps = [build(c) for c in configs_]
   _same_program(configs_)
   for config, workdir in zip(configs_, workdirs):
-    workdir_lib.check(workdir, config)
+    run_files.check(workdir, config)
   runs = [_Run(e, w, progress and not group) for e, w in zip(exps, workdirs)]
   todo = [r for r in runs if not r.finished]
   for r in runs:
@@ -896,6 +896,6 @@ def evaluate_checkpoint(workdir: str, step: int | None = None,
             **{split: metrics for split, (metrics, _) in evaluated.items()},
             "examples": {split: n for split, (_, n) in evaluated.items()}}
   if parallel.is_writer():
-    workdir_lib.write_json(
+    run_files.write_json(
         os.path.join(workdir, f"eval_{restored.step}.json"), result)
   return result
