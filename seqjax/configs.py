@@ -161,6 +161,13 @@ def check_positive(where: str, **values: float) -> None:
       raise ConfigError(f"{where}.{key} must be positive, got {value!r}.")
 
 
+def check_probability(where: str, **values: float) -> None:
+  """Refuses a probability (a dropout rate) outside [0, 1)."""
+  for key, value in values.items():
+    if not 0 <= value < 1:
+      raise ConfigError(f"{where}.{key} must be in [0, 1), got {value!r}.")
+
+
 def check_choice(where: str, key: str, value: Any, allowed: tuple) -> None:
   if value not in allowed:
     raise ConfigError(

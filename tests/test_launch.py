@@ -15,8 +15,8 @@ import pytest
 from seqjax import checkpoints
 from seqjax import configs
 from seqjax import metric_log
-from seqjax import train
 from seqjax import run_files
+from seqjax import train
 from seqjax.errors import ConfigError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

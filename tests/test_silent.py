@@ -16,9 +16,9 @@ from seqjax import experiment_config
 from seqjax import metric_log
 from seqjax import models
 from seqjax import report
+from seqjax import run_files
 from seqjax import sweep
 from seqjax import tasks
-from seqjax import run_files
 from seqjax.errors import ConfigError
 from seqjax.tasks import base
 

@@ -43,8 +43,8 @@ import jax.numpy as jnp
 
 from seqjax import configs
 from seqjax.errors import ConfigError
-from seqjax.models.common import SequenceModel
 from seqjax.interfaces import IOSpec
+from seqjax.models.common import SequenceModel
 
 ACTIVATIONS = {"tanh": jnp.tanh, "relu": jax.nn.relu}
 
@@ -213,8 +213,7 @@ class RecurrentConfig:
   def __post_init__(self):
     configs.check_positive("model", width=self.width, num_layers=self.num_layers,
                            scan_chunk=self.scan_chunk)
-    if not 0 <= self.dropout < 1:
-      raise ConfigError(f"model.dropout must be in [0, 1), got {self.dropout!r}.")
+    configs.check_probability("model", dropout=self.dropout)
 
   def cell(self) -> Cell:
     raise NotImplementedError

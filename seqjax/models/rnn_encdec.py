@@ -26,9 +26,9 @@ import jax.numpy as jnp
 
 from seqjax import configs
 from seqjax import sampling
-from seqjax.errors import ConfigError
-from seqjax.models import recurrent
 from seqjax.interfaces import IOSpec
+from seqjax.models import recurrent
+from seqjax.models.common import check_seq2seq_io
 
 CELLS = {"lstm": recurrent.LSTMConfig, "gru": recurrent.GRUConfig}
 
@@ -44,14 +44,10 @@ class RNNEncDecConfig:
   def __post_init__(self):
     configs.check_positive("model", width=self.width)
     configs.check_choice("model", "cell", self.cell, tuple(CELLS))
-    if not 0 <= self.dropout < 1:
-      raise ConfigError(f"model.dropout must be in [0, 1), got {self.dropout!r}.")
+    configs.check_probability("model", dropout=self.dropout)
 
   def build(self, io: IOSpec) -> nn.Module:
-    if io.kind != "seq2seq" or None in (io.target_length, io.bos_id, io.eos_id):
-      raise ConfigError("model.name='rnn_encdec' serves tasks of kind seq2seq "
-                        "(with target_length, bos_id and eos_id), not "
-                        f"{io.kind!r}.")
+    check_seq2seq_io("rnn_encdec", io, instead="lstm")
     return RNNEncDec(self, io)
 
 
@@ -143,8 +139,6 @@ class RNNEncDec(nn.Module):
                                        self.embedding[token_B])
       return out_BxR @ self.head_w + self.head_b[None], carry
 
-    bos_B = jnp.full((inputs_BxS.shape[0],), self.io.bos_id, jnp.int32)
-    logits_BxV, carry = step(carry, bos_B)
-    return sampling.decode_loop(step, carry, logits_BxV, max_length,
-                                temperature=temperature, top_k=top_k, rng=rng,
-                                eos_id=self.io.eos_id)
+    return sampling.sample_from_bos(
+        step, carry, inputs_BxS.shape[0], max_length, bos_id=self.io.bos_id,
+        eos_id=self.io.eos_id, temperature=temperature, top_k=top_k, rng=rng)

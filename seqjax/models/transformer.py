@@ -23,10 +23,10 @@ import jax.numpy as jnp
 
 from seqjax import configs
 from seqjax.errors import ConfigError
+from seqjax.interfaces import IOSpec
 from seqjax.models import attention
 from seqjax.models import positional
 from seqjax.models.common import SequenceModel
-from seqjax.interfaces import IOSpec
 
 NORMS = ("pre", "post")
 POOLINGS = ("cls", "mean")
@@ -54,8 +54,7 @@ class AttentionModelConfig:
     if self.width % self.num_heads:
       raise ConfigError(f"model.width={self.width} must be divisible by "
                         f"model.num_heads={self.num_heads}.")
-    if not 0 <= self.dropout < 1:
-      raise ConfigError(f"model.dropout must be in [0, 1), got {self.dropout!r}.")
+    configs.check_probability("model", dropout=self.dropout)
     configs.check_choice("model", "norm", self.norm, NORMS)
     configs.check_choice("model", "attention_impl", self.attention_impl,
                          attention.IMPLEMENTATIONS)

@@ -12,9 +12,8 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from seqjax import configs
-from seqjax.errors import ConfigError
-from seqjax.models.common import SequenceModel
 from seqjax.interfaces import IOSpec
+from seqjax.models.common import SequenceModel
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,8 +27,7 @@ class WindowConfig:
   def __post_init__(self):
     configs.check_positive("model", width=self.width, window=self.window,
                            num_layers=self.num_layers)
-    if not 0 <= self.dropout < 1:
-      raise ConfigError(f"model.dropout must be in [0, 1), got {self.dropout!r}.")
+    configs.check_probability("model", dropout=self.dropout)
 
   def build(self, io: IOSpec) -> nn.Module:
     return SequenceModel(io=io, width=self.width, backbone=WindowMLP(self))

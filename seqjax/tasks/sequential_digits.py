@@ -30,6 +30,7 @@ import jax.numpy as jnp
 import numpy as onp
 
 from seqjax import configs
+from seqjax.errors import ConfigError
 from seqjax.tasks import base
 from seqjax.tasks import datafiles
 
@@ -71,11 +72,11 @@ class SequentialDigits(datafiles.LabelledDataset):
     configs.check_positive("task", valid_size=self.valid_size,
                            test_size=self.test_size)
     if self.valid_size + self.test_size >= 1797 - 10:
-      raise configs.ConfigError(
+      raise ConfigError(
           f"task.valid_size + task.test_size = {self.valid_size + self.test_size}"
           " leaves too few of the 1,797 images for training.")
     if self.permute and self.layout == "patches":
-      raise configs.ConfigError(
+      raise ConfigError(
           "task.permute=True needs task.layout='pixels'; patches of permuted "
           "pixels are not image patches.")
 
