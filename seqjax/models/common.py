@@ -55,6 +55,14 @@ class SequenceModel(nn.Module):
   width: int
   backbone: nn.Module
 
+  def __post_init__(self):
+    if self.io.kind not in ("lm", "classify"):
+      raise ConfigError(
+          f"A per-position model serves tasks of kind lm or classify, not "
+          f"{self.io.kind!r}; for seq2seq use rnn_encdec or transformer_encdec, "
+          "for autoencode dvae.")
+    super().__post_init__()
+
   @nn.compact
   def __call__(self, inputs, *, train: bool = False, decode: bool = False,
                positions=None):
