@@ -30,8 +30,8 @@ import jax.numpy as jnp
 import numpy as onp
 
 from seqjax import checkpoints
+from seqjax import experiment
 from seqjax import models
-from seqjax import train
 from seqjax import run_files
 from seqjax.errors import ConfigError
 
@@ -188,18 +188,18 @@ def run(workdir: str, batch_size: int = 16) -> dict:
   """
   from seqjax import configs, plots  # pylint: disable=import-outside-toplevel
   config = run_files.load_config(workdir)
-  exp = train.build(config)
+  exp = experiment.build(config)
   if exp.task.io.pair:
     raise ConfigError(
         f"Diagnostics of {workdir!r} are not available: task.name="
         f"{config.task.name!r} is a pair task, whose two-tower model encodes each "
         "document separately; gradient through time and attention maps are "
         "defined here for one sequence.")
-  batch = jax.device_get(exp.task.batch(exp.key(train.VALID, 0), batch_size))
+  batch = jax.device_get(exp.task.batch(exp.key(experiment.VALID, 0), batch_size))
   mngr = checkpoints.manager(workdir, exp.train.keep_checkpoints, exp.task.metric,
                              exp.task.mode, read_only=True)
-  labelled = [("init", train.init_state(exp).params)]
-  labelled += [(str(s), checkpoints.load(workdir, s).params)
+  labelled = [("init", experiment.init_state(exp).params)]
+  labelled += [(str(s), experiment.load(workdir, s).params)
                for s in sorted(mngr.all_steps())]
   out_dir = os.path.join(workdir, "diagnostics")
   os.makedirs(out_dir, exist_ok=True)

@@ -13,7 +13,7 @@ experiment itself builds, say, the model section of each architecture);
 `SECTION.KEY` sets a config value afterwards.
 
 Trials whose configs differ only in values that do not change the compiled
-program (`train.GROUPABLE`: seed, learning rate, weight decay, clipping,
+program (`experiment.GROUPABLE`: seed, learning rate, weight decay, clipping,
 warmup) train together as one group: one process, one vmapped program
 (`train.train_trials`), up to `group_size` trials. Each trial still runs in
 DIR/<trial name>/ with the files of a single run. Groups run in their own
@@ -46,9 +46,9 @@ import ml_collections
 
 from seqjax import configs
 from seqjax import parallel
+from seqjax import run_files
 from seqjax import run_lock
 from seqjax import strict_json
-from seqjax import run_files
 from seqjax.errors import ConfigError
 
 FINAL = ("completed", "diverged")

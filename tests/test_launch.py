@@ -12,8 +12,8 @@ import jax
 import numpy as onp
 import pytest
 
-from seqjax import checkpoints
 from seqjax import configs
+from seqjax import experiment
 from seqjax import metric_log
 from seqjax import run_files
 from seqjax import train
@@ -59,7 +59,7 @@ def _sigkill_then_relaunch_equals_uninterrupted(tmp_path, args, steps):
   result = launch(*args, f"--workdir={killed}")
   assert result.returncode == 0, result.stderr[-2000:]
   assert _records(killed) == _records(reference)
-  a, b = checkpoints.load(killed, steps), checkpoints.load(reference, steps)
+  a, b = experiment.load(killed, steps), experiment.load(reference, steps)
   assert all(onp.array_equal(x, y) for x, y in zip(
       jax.tree_util.tree_leaves(a.params), jax.tree_util.tree_leaves(b.params)))
   summary = lambda d: json.load(open(os.path.join(d, "summary.json")))

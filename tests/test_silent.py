@@ -12,6 +12,7 @@ import numpy as onp
 import pytest
 
 from seqjax import configs
+from seqjax import experiment
 from seqjax import experiment_config
 from seqjax import metric_log
 from seqjax import models
@@ -348,8 +349,8 @@ def test_loading_a_damaged_checkpoint_is_a_config_error(trained, tmp_path):
       if "ocdbt.process" in root:
         open(os.path.join(root, name), "w").close()  # cut to nothing
   with pytest.raises(ConfigError, match=r"checkpoints/6 cannot be read.*--step of \[4, 6\]"):
-    checkpoints.load(workdir, 6)
-  assert checkpoints.load(workdir, 4).step == 4
+    experiment.load(workdir, 6)
+  assert experiment.load(workdir, 4).step == 4
 
 
 # --- 5d. --config.KEY=VALUE in --mode=sweep ----------------------------------
