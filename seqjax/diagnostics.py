@@ -34,15 +34,7 @@ from seqjax import experiment
 from seqjax import models
 from seqjax import run_files
 from seqjax.errors import ConfigError
-
-
-def _per_position_nll(logits_BxLxV, targets_BxL):
-  logp = jax.nn.log_softmax(logits_BxLxV.astype(jnp.float32))
-  return -jnp.take_along_axis(logp, targets_BxL[..., None], axis=-1)[..., 0]
-
-
-def _per_position_sq(outputs_BxLxV, targets_BxLxV):
-  return jnp.sum(jnp.square(outputs_BxLxV.astype(jnp.float32) - targets_BxLxV), -1)
+from seqjax.tasks import base
 
 
 def input_gradients(model, params, batch, loss: str = "xent"):
@@ -57,7 +49,7 @@ def input_gradients(model, params, batch, loss: str = "xent"):
                      "SequenceModel (its 'embedded' perturbation).")
   zeros = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype),
                                  shapes["perturbations"])
-  per_position = _per_position_nll if loss == "xent" else _per_position_sq
+  per_position = base.PER_POSITION[loss]
 
   def loss_at_last(perturbations):
     outputs = model.apply({"params": params, "perturbations": perturbations}, inputs)
@@ -175,9 +167,6 @@ def attention_maps(model_config, io, params, inputs) -> list:
   return found
 
 
-RECURRENT = ("rnn", "lstm", "gru", "lru", "mingru", "mamba", "rglru")
-
-
 def run(workdir: str, batch_size: int = 16) -> dict:
   """Diagnostics of a run at initialisation and at each saved checkpoint.
 
@@ -214,7 +203,7 @@ def run(workdir: str, batch_size: int = 16) -> dict:
   plots.curves(result["grad_through_time"], "distance", "grad_norm",
                os.path.join(out_dir, "grad_through_time.png"), title=title,
                ylabel="|d loss_t / d x_(t - distance)|")
-  if config.model.name in RECURRENT:
+  if config.model.name in models.RECURRENT:
     length = batch["inputs"].shape[1]
     distances = sorted({int(d) for d in onp.geomspace(1, length - 1, 6)})
     small = batch["inputs"][:4]

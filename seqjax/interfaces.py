@@ -10,7 +10,7 @@ that file's docstring.
   D model width                V output size (vocabulary or regression dimension)
   F input features             P scored positions per row (`positions` [B, P])
   H attention heads            K attention head dimension
-  U recurrent hidden size      W window (positions a window model reads)
+  R recurrent hidden size      W window (positions a window model reads)
 """
 
 import dataclasses

@@ -106,8 +106,7 @@ def trial_config(module, arg: str | None, overrides: dict
                  ) -> ml_collections.ConfigDict:
   """The config of one trial: `get_config` with the `arg.*` overrides merged into
   its argument, then the dotted overrides applied to known keys only."""
-  args = dict(item.split("=", 1) if "=" in item else (item, "true")
-              for item in filter(None, (arg or "").split(",")))
+  args = configs.split_arg(arg)
   args.update({k[len("arg."):]: str(v) for k, v in overrides.items()
                if k.startswith("arg.")})
   config = configs.get_config(module, ",".join(f"{k}={v}" for k, v in args.items()))

@@ -36,6 +36,9 @@ MODELS: dict[str, type] = {
     "vit": ViTConfig,
     "dvae": DVAEConfig,
 }
+# The models whose decoding state is a recurrence (a fixed-size state carried
+# from step to step): the ones with a state Jacobian (seqjax.diagnostics).
+RECURRENT = ("rnn", "lstm", "gru", "lru", "mingru", "mamba", "rglru")
 
 
 def build(cfg: ml_collections.ConfigDict, io: IOSpec) -> nn.Module:

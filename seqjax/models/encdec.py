@@ -130,6 +130,10 @@ class TransformerEncDecConfig(AttentionModelConfig):
   """`config.model` fields of `transformer_encdec`; num_layers is per stack."""
   positional: str = "sinusoidal"  # none | sinusoidal | learned | rope | alibi
 
+  def __post_init__(self):
+    super().__post_init__()
+    self.check_positional(self.positional)
+
   def build(self, io: IOSpec) -> nn.Module:
     check_seq2seq_io("transformer_encdec", io, instead="transformer")
     return TransformerEncDec(self, io)

@@ -26,16 +26,30 @@ def last_positions(batch_size: int, length: int, count: int):
                           (batch_size, count))
 
 
+def token_nll(logits_BxLxV, targets_BxL):
+  """The negative log-likelihood of each target token [B, L], in float32."""
+  logp = jax.nn.log_softmax(logits_BxLxV.astype(jnp.float32))
+  return -jnp.take_along_axis(logp, targets_BxL[..., None], axis=-1)[..., 0]
+
+
+def squared_error(outputs_BxLxV, targets_BxLxV):
+  """The squared error of each position [B, L], summed over V, in float32."""
+  return jnp.sum(
+      jnp.square(outputs_BxLxV.astype(jnp.float32) - targets_BxLxV), axis=-1)
+
+
+# The per-position loss of each task `loss` kind; the loss is their mean at the mask.
+PER_POSITION = {"xent": token_nll, "mse": squared_error}
+
+
 def cross_entropy(logits_BxLxV, targets_BxL, mask_BxL):
   """Mean token cross-entropy over the positions with weight in `mask`."""
-  logp = jax.nn.log_softmax(logits_BxLxV.astype(jnp.float32))
-  nll_BxL = -jnp.take_along_axis(logp, targets_BxL[..., None], axis=-1)[..., 0]
+  nll_BxL = token_nll(logits_BxLxV, targets_BxL)
   return jnp.sum(nll_BxL * mask_BxL) / jnp.maximum(jnp.sum(mask_BxL), 1.0)
 
 
 def mean_squared_error(outputs_BxLxV, targets_BxLxV, mask_BxL):
-  err_BxL = jnp.sum(
-      jnp.square(outputs_BxLxV.astype(jnp.float32) - targets_BxLxV), axis=-1)
+  err_BxL = squared_error(outputs_BxLxV, targets_BxLxV)
   return jnp.sum(err_BxL * mask_BxL) / jnp.maximum(jnp.sum(mask_BxL), 1.0)
 
 

@@ -183,11 +183,6 @@ class ListOps(datafiles.LabelledDataset):
     return base.IOSpec(kind="classify", length=self.max_length, output_size=10,
                        input_vocab=len(VOCAB))
 
-  @property
-  def chance(self) -> float:
-    labels = self._splits()["train"]["labels"]
-    return float(onp.bincount(labels, minlength=10).max() / len(labels))
-
   def cache_path(self) -> str:
     name = (f"v{FORMAT}_seed{self.data_seed}_n{self.num_train}-{self.num_valid}-"
             f"{self.num_test}_len{self.min_length}-{self.max_length}_depth"

@@ -334,11 +334,6 @@ class Pathfinder(datafiles.LabelledDataset):
                        output_size=2, input_vocab=256)
 
   @property
-  def chance(self) -> float:
-    labels = self._splits()["train"]["labels"]
-    return float(onp.bincount(labels, minlength=2).max() / len(labels))
-
-  @property
   def num_distractors(self) -> int:
     return PRESETS[self.resolution].distractor_dashes // self.distractor_length
 
