@@ -164,7 +164,7 @@ def stream_keys(seeds, *path: int) -> jax.Array:
     for p in path:
       key = jax.random.fold_in(key, p)
     return key
-  return jax.vmap(one)(jnp.asarray(seeds, jnp.int32))
+  return jax.vmap(one)(jax.device_put(onp.asarray(seeds, onp.int32)))
 
 
 def make_batch_fn(exp: Experiment, stream: int, task=None, seeds=None):
@@ -531,8 +531,9 @@ class _Program:
     if not group and len(runs) != 1:
       raise ValueError("Without `group`, train one run at a time.")
     self.seeds = [r.exp.train.seed for r in runs]
-    self.hp = {k: jnp.asarray([hyperparameters(r.exp.train)[k] for r in runs],
-                              jnp.float32) for k in HYPER_KEYS}
+    self.hp = {k: jax.device_put(onp.asarray(
+        [hyperparameters(r.exp.train)[k] for r in runs], onp.float32))
+               for k in HYPER_KEYS}
 
   def _abstract_args(self):
     exp, n = self.exp, len(self.runs)
@@ -610,7 +611,7 @@ class _Program:
       self.carry, metrics = self.compiled(self.carry, batch)
       return metrics
     state, alive, metrics = self.compiled(*self.carry, batch, self.hp,
-                                          self.dropout_keys, jnp.asarray(started))
+                                          self.dropout_keys, jax.device_put(started))
     self.carry = (state, alive)
     return metrics
 
@@ -693,29 +694,34 @@ class _Program:
         r.result = r.write_summary(launch_start, self.loop_steps, self.loop_time,
                                    extra)
 
-    for i in range(start, tc.steps):
-      if stop["signal"] is not None or not active():
-        break
-      metrics = self._step(batch_fn(i), starts <= i)
-      self.loop_steps += 1
+    # The steps move nothing between host and device but on purpose (big_vision
+    # sets the same guard): metrics come back by `jax.device_get` a step late,
+    # and evaluating, checkpointing and writing the summaries fetch.
+    with jax.transfer_guard("disallow"):
+      for i in range(start, tc.steps):
+        if stop["signal"] is not None or not active():
+          break
+        metrics = self._step(batch_fn(jax.device_put(i)), starts <= i)
+        self.loop_steps += 1
+        if pending is not None:
+          fetch(*pending)
+        pending, step = (i + 1, metrics), i + 1
+        evaluate_now = step % tc.eval_every == 0 or step == tc.steps
+        if evaluate_now or step % tc.checkpoint_every == 0:
+          fetch(*pending)
+          pending = None
+          with jax.transfer_guard("allow"):
+            results = None
+            if evaluate_now and active():
+              results = self._evaluate(valid)
+              for n, r in enumerate(runs):
+                if r.status == "running" and r.start < step:  # not one waiting
+                  for split, per_run in results.items():   # for its resume step
+                    r.log.write(step, split, per_run[n])
+            checkpoint(step, results)
+            summaries()
       if pending is not None:
         fetch(*pending)
-      pending, step = (i + 1, metrics), i + 1
-      evaluate_now = step % tc.eval_every == 0 or step == tc.steps
-      if evaluate_now or step % tc.checkpoint_every == 0:
-        fetch(*pending)
-        pending = None
-        results = None
-        if evaluate_now and active():
-          results = self._evaluate(valid)
-          for n, r in enumerate(runs):
-            if r.status == "running" and r.start < step:  # not one still waiting
-              for split, per_run in results.items():   # for its resume step
-                r.log.write(step, split, per_run[n])
-        checkpoint(step, results)
-        summaries()
-    if pending is not None:
-      fetch(*pending)
     if stop["signal"] is not None:
       name = signal.Signals(stop["signal"]).name
       for r in active():
