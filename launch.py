@@ -92,8 +92,8 @@ def main(argv):
     check_mode_flags(_MODE.value)
     if not _WORKDIR.value:
       raise ConfigError("--workdir is required.")
-    from seqjax import configs, workdir  # pylint: disable=import-outside-toplevel
-    workdir.check_name_length(_WORKDIR.value)
+    from seqjax import configs, run_files  # pylint: disable=import-outside-toplevel
+    run_files.check_name_length(_WORKDIR.value)
     if _MODE.value == "generate":
       from seqjax import generation  # pylint: disable=import-outside-toplevel
       result = generation.run(_WORKDIR.value, _PROMPT.value, _NUM_SAMPLES.value,
@@ -107,7 +107,7 @@ def main(argv):
                    if a.startswith("--config=")), None)
       if spec is None:
         raise ConfigError("--mode=sweep needs --config=experiments/NAME.py[:ARGS].")
-      workdir.check_writable(_WORKDIR.value)
+      run_files.check_writable(_WORKDIR.value)
       path, _, arg = spec.partition(":")
       counts = sweep.run(path, arg or None, _WORKDIR.value, _JOBS.value,
                          _SHARD.value, _GROUP_SIZE.value,
@@ -131,7 +131,7 @@ def main(argv):
       return 0
     if _MODE.value == "eval":
       if _CONFIG.value is not None:
-        workdir.check(_WORKDIR.value, _CONFIG.value)
+        run_files.check(_WORKDIR.value, _CONFIG.value)
       result = train.evaluate_checkpoint(_WORKDIR.value, _STEP.value,
                                          eval_batches=_EVAL_BATCHES.value)
       print(json.dumps(result, indent=2))

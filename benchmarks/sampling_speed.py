@@ -19,7 +19,7 @@ from absl import flags
 import jax
 import numpy as onp
 
-from seqjax import checkpoints
+from seqjax import experiment
 from seqjax import generation
 from seqjax.tasks import text_to_image as t2i
 
@@ -30,7 +30,7 @@ _REPEATS = flags.DEFINE_integer("repeats", 3, "Timed draws (median).")
 
 def main(argv):
   del argv
-  restored = checkpoints.load(_WORKDIR.value)
+  restored = experiment.load(_WORKDIR.value)
   task = restored.task
   ids = onp.stack([t2i.encode_caption(t2i.captions(i % 10)[i // 10 % 12])
                    for i in range(_IMAGES.value)])

@@ -27,7 +27,7 @@ from absl import app
 from absl import flags
 
 from seqjax import sweep
-from seqjax import workdir as workdir_lib
+from seqjax import run_files
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _STEPS = flags.DEFINE_integer("steps", 600, "Training steps per trial.")
@@ -73,7 +73,7 @@ def run(path: str, workdir: str, *extra: str) -> dict:
     raise RuntimeError(f"the sweep failed:\n{done.stdout[-3000:]}{done.stderr[-3000:]}")
   wall = time.time() - t0
   results = sweep.read_results(workdir)
-  summaries = [workdir_lib.read_json(os.path.join(workdir, r["trial"],
+  summaries = [run_files.read_json(os.path.join(workdir, r["trial"],
                                                   "summary.json")) for r in results]
   steps = sum(s["step"] for s in summaries)
   return dict(trials=len(results), trial_steps=steps, wall_s=round(wall, 1),

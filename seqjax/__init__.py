@@ -1,6 +1,4 @@
 """seqjax: classic sequence models side by side, and how far back they remember.
 
-Shape legend (suffixes on array names, e.g. `x_BxLxD`): B batch, L length,
-S source length, T target length, D model width, H heads, K head dimension,
-V output size, F input features.
+The shape legend of array names (`x_BxLxD`) is in `seqjax.interfaces`.
 """

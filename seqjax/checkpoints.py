@@ -13,7 +13,6 @@ arrays) is compared with the state the current code builds:
   would set every checkpoint aside and silently restart from step 0.
 """
 
-import dataclasses
 import os
 import shutil
 from typing import Any
@@ -127,57 +126,14 @@ def _set_aside(mngr, step: int, error: Exception) -> None:
                      str(step))
   logging.warning("Checkpoint %s does not restore (%s: %s); moved it to %s and "
                   "trying the previous one.", src, type(error).__name__,
-                  _first_line(error), dst)
+                  first_line(error), dst)
   os.makedirs(os.path.dirname(dst), exist_ok=True)
   shutil.move(src, dst + ("" if not os.path.exists(dst) else f".{os.getpid()}"))
   mngr.reload()
 
 
-def _first_line(error: Exception) -> str:
+def first_line(error: Exception) -> str:
   return str(error).splitlines()[0] if str(error) else ""
-
-
-@dataclasses.dataclass
-class Restored:
-  """A trained model restored from a workdir, for use in a notebook.
-
-  `model.apply({"params": params}, inputs)` runs it; `task.batch(key, n)` makes data.
-  """
-  config: Any
-  task: Any
-  model: Any
-  params: Any
-  step: int
-
-
-def load(workdir: str, step: int | None = None) -> Restored:
-  """Restores config and parameters from `workdir`: checkpoint `step`, else the
-  best by the task's headline eval metric, else the latest."""
-  from seqjax import train  # pylint: disable=import-outside-toplevel
-  from seqjax import workdir as workdir_lib  # pylint: disable=import-outside-toplevel
-  config = workdir_lib.load_config(workdir)
-  exp = train.build(config)
-  mngr = manager(workdir, exp.train.keep_checkpoints, exp.task.metric,
-                 exp.task.mode, read_only=True)
-  steps = mngr.all_steps()
-  if not steps:
-    raise ConfigError(f"--workdir={workdir!r} holds no checkpoint.")
-  if step is None:
-    step = best_step(workdir, steps, exp.task) or max(steps)
-  elif step not in steps:
-    raise ConfigError(f"--step={step} has no checkpoint in {workdir!r}; "
-                      f"available: {sorted(steps)}.")
-  try:
-    state = restore(mngr, step, train.abstract_state(exp))
-  except Unreadable as e:
-    cause = e.__cause__ or e
-    raise ConfigError(
-        f"Checkpoint {os.path.join(str(mngr.directory), str(step))} cannot be "
-        f"read ({type(cause).__name__}: {_first_line(cause)}); choose another "
-        f"--step of {sorted(steps)}.") from None
-  finally:
-    mngr.close()
-  return Restored(config, exp.task, exp.model, state.params, int(step))
 
 
 def best_step(workdir: str, steps, task) -> int | None:

@@ -27,17 +27,23 @@ def parse_arg(arg: str | None, **defaults: Any) -> ml_collections.ConfigDict:
   default are refused with the list of allowed keys.
   """
   out = {k: None if isinstance(v, type) else v for k, v in defaults.items()}
-  for item in filter(None, (arg or "").split(",")):
-    key, sep, value = item.partition("=")
-    key = key.strip()
+  for key, value in split_arg(arg).items():
     if key not in defaults:
       raise ConfigError(
           f"Unknown config argument {key!r} in {arg!r}; allowed: "
           f"{', '.join(sorted(defaults))}.")
-    if not sep:
-      value = "true"
-    out[key] = _convert(key, value.strip(), defaults[key])
+    out[key] = _convert(key, value, defaults[key])
   return ml_collections.ConfigDict(out)
+
+
+def split_arg(arg: str | None) -> dict[str, str]:
+  """`"model=lstm,quick"` -> {"model": "lstm", "quick": "true"}: the items of a
+  `get_config` argument as strings, in order (a repeated key: the last)."""
+  out = {}
+  for item in filter(None, (arg or "").split(",")):
+    key, sep, value = item.partition("=")
+    out[key.strip()] = value.strip() if sep else "true"
+  return out
 
 
 def _convert(key: str, value: str, default: Any) -> Any:
@@ -159,6 +165,13 @@ def check_positive(where: str, **values: float) -> None:
   for key, value in values.items():
     if not value > 0:
       raise ConfigError(f"{where}.{key} must be positive, got {value!r}.")
+
+
+def check_probability(where: str, **values: float) -> None:
+  """Refuses a probability (a dropout rate) outside [0, 1)."""
+  for key, value in values.items():
+    if not 0 <= value < 1:
+      raise ConfigError(f"{where}.{key} must be in [0, 1), got {value!r}.")
 
 
 def check_choice(where: str, key: str, value: Any, allowed: tuple) -> None:

@@ -30,19 +30,11 @@ import jax.numpy as jnp
 import numpy as onp
 
 from seqjax import checkpoints
+from seqjax import experiment
 from seqjax import models
-from seqjax import train
-from seqjax import workdir as workdir_lib
+from seqjax import run_files
 from seqjax.errors import ConfigError
-
-
-def _per_position_nll(logits_BxLxV, targets_BxL):
-  logp = jax.nn.log_softmax(logits_BxLxV.astype(jnp.float32))
-  return -jnp.take_along_axis(logp, targets_BxL[..., None], axis=-1)[..., 0]
-
-
-def _per_position_sq(outputs_BxLxV, targets_BxLxV):
-  return jnp.sum(jnp.square(outputs_BxLxV.astype(jnp.float32) - targets_BxLxV), -1)
+from seqjax.tasks import base
 
 
 def input_gradients(model, params, batch, loss: str = "xent"):
@@ -57,7 +49,7 @@ def input_gradients(model, params, batch, loss: str = "xent"):
                      "SequenceModel (its 'embedded' perturbation).")
   zeros = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype),
                                  shapes["perturbations"])
-  per_position = _per_position_nll if loss == "xent" else _per_position_sq
+  per_position = base.PER_POSITION[loss]
 
   def loss_at_last(perturbations):
     outputs = model.apply({"params": params, "perturbations": perturbations}, inputs)
@@ -175,9 +167,6 @@ def attention_maps(model_config, io, params, inputs) -> list:
   return found
 
 
-RECURRENT = ("rnn", "lstm", "gru", "lru", "mingru", "mamba", "rglru")
-
-
 def run(workdir: str, batch_size: int = 16) -> dict:
   """Diagnostics of a run at initialisation and at each saved checkpoint.
 
@@ -187,19 +176,19 @@ def run(workdir: str, batch_size: int = 16) -> dict:
   attention_<label>.png heat maps of the first validation example.
   """
   from seqjax import configs, plots  # pylint: disable=import-outside-toplevel
-  config = workdir_lib.load_config(workdir)
-  exp = train.build(config)
+  config = run_files.load_config(workdir)
+  exp = experiment.build(config)
   if exp.task.io.pair:
     raise ConfigError(
         f"Diagnostics of {workdir!r} are not available: task.name="
         f"{config.task.name!r} is a pair task, whose two-tower model encodes each "
         "document separately; gradient through time and attention maps are "
         "defined here for one sequence.")
-  batch = jax.device_get(exp.task.batch(exp.key(train.VALID, 0), batch_size))
+  batch = jax.device_get(exp.task.batch(exp.key(experiment.VALID, 0), batch_size))
   mngr = checkpoints.manager(workdir, exp.train.keep_checkpoints, exp.task.metric,
                              exp.task.mode, read_only=True)
-  labelled = [("init", train.init_state(exp).params)]
-  labelled += [(str(s), checkpoints.load(workdir, s).params)
+  labelled = [("init", experiment.init_state(exp).params)]
+  labelled += [(str(s), experiment.load(workdir, s).params)
                for s in sorted(mngr.all_steps())]
   out_dir = os.path.join(workdir, "diagnostics")
   os.makedirs(out_dir, exist_ok=True)
@@ -214,7 +203,7 @@ def run(workdir: str, batch_size: int = 16) -> dict:
   plots.curves(result["grad_through_time"], "distance", "grad_norm",
                os.path.join(out_dir, "grad_through_time.png"), title=title,
                ylabel="|d loss_t / d x_(t - distance)|")
-  if config.model.name in RECURRENT:
+  if config.model.name in models.RECURRENT:
     length = batch["inputs"].shape[1]
     distances = sorted({int(d) for d in onp.geomspace(1, length - 1, 6)})
     small = batch["inputs"][:4]
@@ -233,5 +222,5 @@ def run(workdir: str, batch_size: int = 16) -> dict:
                            os.path.join(out_dir, f"attention_{label}.png"),
                            title=f"{title}, step {label}")
   for name, value in result.items():
-    workdir_lib.write_json(os.path.join(out_dir, f"{name}.json"), value)
+    run_files.write_json(os.path.join(out_dir, f"{name}.json"), value)
   return result

@@ -22,6 +22,7 @@ import ml_collections
 from seqjax import configs
 from seqjax import models
 from seqjax import parallel
+from seqjax.errors import ConfigError
 
 # The quick training budget shared by the small synthetic-task experiments.
 QUICK_TRAIN = dict(steps=400, batch_size=32, learning_rate=1e-2, warmup_steps=20,
@@ -54,6 +55,6 @@ def _check_model_keys(settings: dict) -> None:
   known = set().union(*(models.model_config(name).keys() for name in models.MODELS))
   unknown = sorted(set(settings) - known)
   if unknown:
-    raise configs.ConfigError(
+    raise ConfigError(
         f"Model settings {unknown} name no field of any model; valid keys: "
         f"{', '.join(sorted(known - {'name'}))}.")

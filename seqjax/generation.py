@@ -23,12 +23,12 @@ import jax
 import jax.numpy as jnp
 import numpy as onp
 
-from seqjax import checkpoints
 from seqjax import digit_eval
+from seqjax import experiment
+from seqjax import run_files
 from seqjax import sampling
 from seqjax import tasks
 from seqjax import train
-from seqjax import workdir as workdir_lib
 from seqjax.errors import ConfigError
 from seqjax.tasks import text_to_image as t2i
 
@@ -37,7 +37,7 @@ def run(workdir: str, prompts: list[str] | None = None, num_samples: int = 10,
         temperature: float = 1.0, top_k: int = 0, seed: int = 0,
         step: int | None = None) -> dict:
   """Samples from the run in `workdir`; returns the summary also written as JSON."""
-  config = workdir_lib.load_config(workdir)
+  config = run_files.load_config(workdir)
   task = tasks.build(config.task)
   if num_samples < 1:
     raise ConfigError(f"--num_samples={num_samples} must be at least 1.")
@@ -52,7 +52,7 @@ def run(workdir: str, prompts: list[str] | None = None, num_samples: int = 10,
     if config.model.name != "transformer":
       raise ConfigError("text_to_image samples with the decoder-only "
                         f"'transformer', not {config.model.name!r}.")
-    return draw_images(checkpoints.load(workdir, step), workdir, prompts or [],
+    return draw_images(experiment.load(workdir, step), workdir, prompts or [],
                        captions, num_samples, **options)
   return draw_tokens(workdir, config, task, prompts, num_samples, step, **options)
 
@@ -137,7 +137,7 @@ def draw_images(restored, workdir: str, prompts: list[str], captions: list,
       entry.update(digit_eval.caption_accuracy(
           clf, drawn, onp.full(num_samples, entry["digit"])))
     result["prompts"].append(entry)
-  workdir_lib.write_json(os.path.join(out_dir, f"samples_{tag}.json"), result)
+  run_files.write_json(os.path.join(out_dir, f"samples_{tag}.json"), result)
   return result
 
 
@@ -168,8 +168,8 @@ def _token_prompts(task, prompts, num_samples: int, config) -> onp.ndarray:
     if io.kind == "lm" and len(rows[0]) > io.length:
       raise ConfigError(f"--prompt: at most {io.length} tokens.")
     return onp.array(rows, onp.int32)
-  exp = train.build(config)
-  batch_fn = train.make_batch_fn(exp, train.TEST)  # held-out examples
+  exp = experiment.build(config)
+  batch_fn = train.make_batch_fn(exp, experiment.TEST)  # held-out examples
   inputs = onp.concatenate([
       onp.asarray(batch_fn(i)["inputs"])
       for i in range(-(-num_samples // exp.train.batch_size))])[:num_samples]
@@ -186,7 +186,7 @@ def draw_tokens(workdir: str, config, task, prompts, num_samples: int,
         f"or seq2seq); {config.task.name!r} is of kind {io.kind!r}"
         f"{'' if io.input_vocab else ' with real-valued inputs'}.")
   prompt_BxP = _token_prompts(task, prompts, num_samples, config)
-  restored = checkpoints.load(workdir, step)
+  restored = experiment.load(workdir, step)
   rng = jax.random.key(seed)
   if io.kind == "lm":
     num_tokens = io.length - prompt_BxP.shape[1] + 1
@@ -203,5 +203,5 @@ def draw_tokens(workdir: str, config, task, prompts, num_samples: int,
                 timing=timing)
   out_dir = os.path.join(workdir, "samples")
   os.makedirs(out_dir, exist_ok=True)
-  workdir_lib.write_json(os.path.join(out_dir, "tokens.json"), result)
+  run_files.write_json(os.path.join(out_dir, "tokens.json"), result)
   return result

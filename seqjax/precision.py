@@ -5,9 +5,9 @@ bfloat16 inside the jitted step, so matmuls and activations run in bfloat16;
 gradients flow back through the cast and the update is applied to the float32
 master copy. What numerics demand stays float32:
   * parameters whose path matches `KEEP_FLOAT32` (normalisation scales and
-    biases, recurrent matrices, eigenvalue and decay parameters of linear
-    recurrences: the LRU's nu/theta/gamma, Mamba's A_log and dt_bias, the
-    RG-LRU's Lambda):
+    biases, the transformers' `ln_*` layers included; recurrent matrices;
+    eigenvalue and decay parameters of linear recurrences: the LRU's
+    nu/theta/gamma, Mamba's A_log and dt_bias, the RG-LRU's Lambda):
     operations that touch them promote to float32, so recurrent state updates and
     normalisation run in float32;
   * the loss: logits are cast to float32 before the softmax (tasks/base.py), and
@@ -21,7 +21,8 @@ import jax.numpy as jnp
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 KEEP_FLOAT32 = re.compile(
-    r"norm|scale|w_rec|recurrent|nu_log|theta_log|gamma_log|lambda|A_log|dt_bias",
+    r"norm|(^|/)ln_|scale|w_rec|recurrent|nu_log|theta_log|gamma_log|lambda|A_log|"
+    r"dt_bias",
     re.IGNORECASE)
 
 

@@ -28,7 +28,7 @@ import os
 import numpy as onp
 
 from seqjax import sweep
-from seqjax import workdir as workdir_lib
+from seqjax import run_files
 
 NOT_LENGTH = ("train.", "mesh.", "arg.seed", "arg.quick")
 NOT_SETTING = ("train.", "mesh.", "arg.seed", "arg.model")
@@ -64,7 +64,7 @@ def _mode(result: dict, task: str) -> str:
 
 
 def _arch(trial_dir: str) -> tuple[str, str]:
-  config = workdir_lib.read_json(os.path.join(trial_dir, "config.json")) or {}
+  config = run_files.read_json(os.path.join(trial_dir, "config.json")) or {}
   return (config.get("task", {}).get("name", "?"),
           config.get("model", {}).get("name", "?"))
 
@@ -159,7 +159,7 @@ def write(workdir: str) -> dict:
   """Writes DIR/report.json, DIR/report.md and the plots; returns the report."""
   from seqjax import plots  # pylint: disable=import-outside-toplevel
   report = aggregate(workdir)
-  workdir_lib.write_json(os.path.join(workdir, "report.json"), report)
+  run_files.write_json(os.path.join(workdir, "report.json"), report)
   lines = [f"# Sweep report: {os.path.basename(os.path.abspath(workdir))}", "",
            "Learning rate chosen per point on the validation stream; the test "
            "stream's metric reported (mean, min-max over seeds). Step time and "

@@ -24,12 +24,12 @@ import jax
 import jax.numpy as jnp
 import numpy as onp
 
-from seqjax import checkpoints
+from seqjax import experiment
 from seqjax import precision
 from seqjax import report
 from seqjax import sweep
 from seqjax import train
-from seqjax import workdir as workdir_lib
+from seqjax import run_files
 
 CLAIMS = ("adding", "copy_memory", "flip_flop", "mqar")
 SOURCES = {
@@ -104,7 +104,7 @@ def count_errors(run_dir: str, min_reads: int, batch_size: int = 256) -> dict:
   """Exact flip-flop error counts of the run's best checkpoint on fresh
   sequences of the test stream: {set: {"errors", "reads", "sequences"}} for the
   in-distribution set and each of the task's `eval_sets`."""
-  restored = checkpoints.load(run_dir)
+  restored = experiment.load(run_dir)
   config = restored.config
   config.train.batch_size = batch_size
   exp = train.build(config)
@@ -299,7 +299,7 @@ def write(workdir: str, min_reads: int) -> dict:
     if "acc" in r:
       serial[c]["accuracy"] = [dict(model=m, length=l, width=w, accuracy=v)
                                for (m, l, w), v in sorted(r["acc"].items())]
-  workdir_lib.write_json(os.path.join(workdir, "reproductions.json"), serial)
+  run_files.write_json(os.path.join(workdir, "reproductions.json"), serial)
   return out
 
 

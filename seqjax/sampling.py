@@ -18,7 +18,7 @@ buffer at every step instead: the reference that the cached path must equal, and
 the baseline of the speed comparison.
 
 The encoder-decoders' `generate` (`transformer_encdec`, `rnn_encdec`) call
-`decode_loop` with their own step. Shapes: B batch, P prompt length, N new
+`sample_from_bos` with their own decoder step. Shapes: B batch, P prompt length, N new
 tokens, V vocabulary.
 """
 
@@ -91,6 +91,17 @@ def decode_loop(step: Callable, carry, logits_BxV, num_tokens: int, *,
       body, (carry, logits_BxV, done_B), keys[:-1])
   last_B, _ = pick(logits_BxV, keys[-1], done_B)
   return jnp.concatenate([tokens_NxB.T, last_B[:, None]], axis=1)
+
+
+def sample_from_bos(step: Callable, carry, batch_size: int, num_tokens: int, *,
+                    bos_id: int, eos_id: int, temperature: float = 0.0,
+                    top_k: int = 0, rng=None):
+  """An encoder-decoder's generation, [B, N] int32: its decoder `step` (as in
+  `decode_loop`) fed BOS, then each drawn token; EOS after the first EOS."""
+  bos_B = jnp.full((batch_size,), bos_id, jnp.int32)
+  logits_BxV, carry = step(carry, bos_B)
+  return decode_loop(step, carry, logits_BxV, num_tokens, temperature=temperature,
+                     top_k=top_k, rng=rng, eos_id=eos_id)
 
 
 def sample_lm(model, params, prompt_BxP, num_tokens: int, *,

@@ -13,7 +13,7 @@ experiment itself builds, say, the model section of each architecture);
 `SECTION.KEY` sets a config value afterwards.
 
 Trials whose configs differ only in values that do not change the compiled
-program (`train.GROUPABLE`: seed, learning rate, weight decay, clipping,
+program (`experiment.GROUPABLE`: seed, learning rate, weight decay, clipping,
 warmup) train together as one group: one process, one vmapped program
 (`train.train_trials`), up to `group_size` trials. Each trial still runs in
 DIR/<trial name>/ with the files of a single run. Groups run in their own
@@ -46,9 +46,9 @@ import ml_collections
 
 from seqjax import configs
 from seqjax import parallel
+from seqjax import run_files
 from seqjax import run_lock
 from seqjax import strict_json
-from seqjax import workdir as workdir_lib
 from seqjax.errors import ConfigError
 
 FINAL = ("completed", "diverged")
@@ -106,8 +106,7 @@ def trial_config(module, arg: str | None, overrides: dict
                  ) -> ml_collections.ConfigDict:
   """The config of one trial: `get_config` with the `arg.*` overrides merged into
   its argument, then the dotted overrides applied to known keys only."""
-  args = dict(item.split("=", 1) if "=" in item else (item, "true")
-              for item in filter(None, (arg or "").split(",")))
+  args = configs.split_arg(arg)
   args.update({k[len("arg."):]: str(v) for k, v in overrides.items()
                if k.startswith("arg.")})
   config = configs.get_config(module, ",".join(f"{k}={v}" for k, v in args.items()))
@@ -317,7 +316,7 @@ class _Runner:
     todo = []
     for name, overrides in members:
       trial_dir = os.path.join(self.workdir, name)
-      summary = workdir_lib.read_json(os.path.join(trial_dir, "summary.json"))
+      summary = run_files.read_json(os.path.join(trial_dir, "summary.json"))
       info = run_lock.holder(trial_dir)
       if summary and summary.get("status") in FINAL:
         record(self.workdir, name, overrides, summary["status"], summary)
@@ -339,13 +338,13 @@ class _Runner:
       with self.guard:
         self.free.append(slot)
         self.counts["running"] -= len(todo)
-    reported = workdir_lib.read_json(self._status_path(todo)) or {}
+    reported = run_files.read_json(self._status_path(todo)) or {}
     for name, overrides in todo:
       if reported.get(name, {}).get("status") == "held":
         self.held[name] = reported[name].get("error", "another process")
         self._count("held")
         continue
-      summary = workdir_lib.read_json(
+      summary = run_files.read_json(
           os.path.join(self.workdir, name, "summary.json")) or {}
       status = summary.get("status", "failed")
       if status not in FINAL + ("interrupted",):
@@ -466,7 +465,7 @@ def _main(job_json: str) -> int:
                    for t in job["trials"]]
   summaries = train.train_trials(trial_configs,
                                  [t["workdir"] for t in job["trials"]])
-  workdir_lib.write_json(job["status"], {
+  run_files.write_json(job["status"], {
       t["name"]: {k: s.get(k) for k in ("status", "error")}
       for t, s in zip(job["trials"], summaries)})
   return 0 if all(s["status"] in FINAL for s in summaries) else 1

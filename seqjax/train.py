@@ -1,13 +1,12 @@
 """Training and evaluation: one pure `train_step`, jitted once, shared by every
-model and task, so comparisons between architectures are fair by construction.
+model and task, so comparisons between architectures are fair by construction;
+the loop that runs it, evaluates, checkpoints and writes the run's files.
 
-A run is a function of its config: data batches are `task.batch` of keys folded
-from (seed, stream, step), dropout keys from (seed, step). Streams: 0 training,
-1 validation (the eval during training, model selection), 2 test (reported only).
+What it runs on (the Experiment, its random streams, optimizer and state layout)
+is built by `seqjax.experiment`; its names are imported here by name.
 """
 
 import contextlib
-import dataclasses
 import json
 import math
 import os
@@ -15,11 +14,8 @@ import resource
 import signal
 import threading
 import time
-from typing import Any
 
 from absl import logging
-import flax
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -27,121 +23,32 @@ import numpy as onp
 import optax
 
 from seqjax import checkpoints
-from seqjax import configs
 from seqjax import metric_log
-from seqjax import models
 from seqjax import parallel
 from seqjax import precision
+from seqjax import run_files
 from seqjax import run_lock
-from seqjax import tasks
-from seqjax import workdir as workdir_lib
 from seqjax.errors import ConfigError
+from seqjax.experiment import abstract_state
+from seqjax.experiment import build
+from seqjax.experiment import DATA_SPLITS
+from seqjax.experiment import DROPOUT
+from seqjax.experiment import Experiment
+from seqjax.experiment import GROUPABLE
+from seqjax.experiment import HYPER_KEYS
+from seqjax.experiment import hyperparameters
+from seqjax.experiment import INIT
+from seqjax.experiment import init_fn
+from seqjax.experiment import init_state
+from seqjax.experiment import load
+from seqjax.experiment import make_optimizer
+from seqjax.experiment import model_inputs
+from seqjax.experiment import SPLITS
+from seqjax.experiment import state_shardings
+from seqjax.experiment import TEST
+from seqjax.experiment import TRAIN
+from seqjax.experiment import TrainState
 from seqjax.tasks import base
-
-TRAIN, VALID, TEST, INIT, DROPOUT = range(5)
-SPLITS = {"eval": VALID, "test": TEST}
-DATA_SPLITS = {TRAIN: "train", VALID: "eval", TEST: "test"}  # dataset tasks' `data`
-
-
-@flax.struct.dataclass
-class TrainState:
-  step: jax.Array
-  params: Any
-  opt_state: Any
-
-
-@dataclasses.dataclass(frozen=True)
-class Experiment:
-  """Everything built from a config, checked before anything is compiled."""
-  config: ml_collections.ConfigDict
-  task: Any
-  model: nn.Module
-  train: configs.TrainConfig
-  tx: optax.GradientTransformation
-  schedule: optax.Schedule
-  mesh_cfg: parallel.MeshConfig
-  mesh: jax.sharding.Mesh
-
-  def key(self, *path: int) -> jax.Array:
-    key = jax.random.key(self.train.seed)
-    for p in path:
-      key = jax.random.fold_in(key, p)
-    return key
-
-
-def build(config: ml_collections.ConfigDict) -> Experiment:
-  """Validates `config` and builds task, model and optimizer (raises ConfigError)."""
-  for name in ("task", "model", "train"):
-    if name not in config:
-      raise ConfigError(f"The config has no `{name}` section; it needs task, "
-                        "model and train.")
-  task = tasks.build(config.task)
-  model = models.build(config.model, task.io)
-  train_cfg = configs.train_config(config.train)
-  if train_cfg.warmup_steps >= train_cfg.steps and train_cfg.warmup_steps > 0:
-    raise ConfigError(f"train.warmup_steps={train_cfg.warmup_steps} must be "
-                      f"smaller than train.steps={train_cfg.steps}.")
-  tx, schedule = make_optimizer(train_cfg)
-  mesh_cfg = parallel.mesh_config(config.get("mesh"))
-  mesh = parallel.make_mesh(mesh_cfg, train_cfg.batch_size)
-  return Experiment(config, task, model, train_cfg, tx, schedule, mesh_cfg, mesh)
-
-
-# `config.train` keys that change values but not the compiled program: trials
-# that differ only in these train together as one group (`train_trials`).
-HYPER_KEYS = ("learning_rate", "weight_decay", "grad_clip", "warmup_steps")
-GROUPABLE = ("seed",) + HYPER_KEYS
-
-
-def hyperparameters(tc: configs.TrainConfig) -> dict[str, float]:
-  """The values of `HYPER_KEYS`; arrays of them drive a group's optimizer."""
-  return {k: float(getattr(tc, k)) for k in HYPER_KEYS}
-
-
-def make_schedule(tc: configs.TrainConfig, hp: dict) -> optax.Schedule:
-  """Linear warmup from 0 to `hp["learning_rate"]` over `hp["warmup_steps"]`,
-  then cosine decay to 0 at `tc.steps`, or constant.
-
-  The arithmetic of optax's `warmup_cosine_decay_schedule` and
-  `join_schedules(linear, constant)`, written so that the peak and the warmup
-  may be traced arrays (a group's per-trial values).
-  """
-  peak, warmup = hp["learning_rate"], hp["warmup_steps"]
-
-  def schedule(step):
-    count = jnp.clip(step, 0, warmup)
-    frac = 1 - count / jnp.maximum(warmup, 1)
-    warm = (0.0 - peak) * frac + peak
-    if tc.schedule == "constant":
-      after = peak
-    else:
-      decay_steps = tc.steps - warmup
-      count = jnp.minimum(step - warmup, decay_steps)
-      after = peak * (0.5 * (1 + jnp.cos(jnp.pi * count / decay_steps)))
-    return jnp.where(step < warmup, warm, after)
-  return schedule
-
-
-def make_optimizer(tc: configs.TrainConfig, hp: dict | None = None):
-  """AdamW after global-norm clipping, linear warmup then cosine or constant.
-
-  `hp` (default: the config's values) may hold traced arrays; whether to clip
-  (`tc.grad_clip > 0`) is part of the program, so it is read from `tc`.
-  """
-  hp = hyperparameters(tc) if hp is None else hp
-  schedule = make_schedule(tc, hp)
-  tx = optax.adamw(schedule, weight_decay=hp["weight_decay"])
-  if tc.grad_clip > 0:
-    tx = optax.chain(optax.clip_by_global_norm(hp["grad_clip"]), tx)
-  return tx, schedule
-
-
-def model_inputs(batch: dict) -> tuple:
-  """Positional model arguments: (inputs,) or (inputs, decoder_inputs)."""
-  if "decoder_inputs" in batch:
-    return batch["inputs"], batch["decoder_inputs"]
-  return (batch["inputs"],)
-
 
 def scoring(batch: dict) -> tuple[dict, dict]:
   """(model keyword arguments, the batch outputs are scored against). A batch
@@ -152,37 +59,6 @@ def scoring(batch: dict) -> tuple[dict, dict]:
   if "positions" not in batch:
     return {}, batch
   return {"positions": batch["positions"]}, base.scored(batch["positions"], batch)
-
-
-def _init_fn(exp: Experiment):
-  """`init(key) -> TrainState`, the initial state of a run with init key `key`."""
-  # Zeros of the batch's shapes: initialisation needs shapes only, and a dataset
-  # task's arrays then stay out of this jitted function.
-  batch = jax.tree_util.tree_map(
-      lambda s: jnp.zeros(s.shape, s.dtype),
-      jax.eval_shape(lambda: exp.task.batch(exp.key(TRAIN, 0), 1)))
-
-  def init(key):
-    params = exp.model.init(key, *model_inputs(batch))["params"]
-    return TrainState(jnp.zeros((), jnp.int32), params, exp.tx.init(params))
-  return init
-
-
-def state_shardings(exp: Experiment):
-  return parallel.state_shardings(exp.mesh, exp.mesh_cfg, jax.eval_shape(
-      _init_fn(exp), exp.key(INIT)))
-
-
-def abstract_state(exp: Experiment):
-  """Shapes, dtypes and shardings of the train state, for restoring into."""
-  return jax.tree_util.tree_map(
-      lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
-      jax.eval_shape(_init_fn(exp), exp.key(INIT)), state_shardings(exp))
-
-
-def init_state(exp: Experiment) -> TrainState:
-  """The initial state, laid out on the mesh (`config.mesh`)."""
-  return jax.jit(_init_fn(exp), out_shardings=state_shardings(exp))(exp.key(INIT))
 
 
 def _step_fn(exp: Experiment):
@@ -288,7 +164,7 @@ def stream_keys(seeds, *path: int) -> jax.Array:
     for p in path:
       key = jax.random.fold_in(key, p)
     return key
-  return jax.vmap(one)(jnp.asarray(seeds, jnp.int32))
+  return jax.vmap(one)(jax.device_put(onp.asarray(seeds, onp.int32)))
 
 
 def make_batch_fn(exp: Experiment, stream: int, task=None, seeds=None):
@@ -446,7 +322,7 @@ def check_fits(compiled, exp: Experiment, runs: int = 1) -> None:
 
 
 def _param_count(exp: Experiment) -> int:
-  return num_params(jax.eval_shape(_init_fn(exp), exp.key(INIT)).params)
+  return num_params(jax.eval_shape(init_fn(exp), exp.key(INIT)).params)
 
 
 def num_params(params) -> int:
@@ -457,7 +333,7 @@ def program_key(config: ml_collections.ConfigDict) -> str:
   """What the compiled program of a run depends on: its config without the
   `GROUPABLE` train keys (clipping or not is part of the program). Runs with
   equal keys can train together as one group."""
-  d = workdir_lib.config_dict(config)
+  d = run_files.config_dict(config)
   train_cfg = {k: v for k, v in d["train"].items() if k not in GROUPABLE}
   clips = d["train"]["grad_clip"] > 0
   return json.dumps({**d, "train": train_cfg, "clips": clips}, sort_keys=True)
@@ -478,7 +354,7 @@ class _Run:
   def __init__(self, exp: Experiment, workdir: str, progress: bool):
     self.exp, self.workdir, self.progress = exp, workdir, progress
     self.lock = run_lock.RunLock(workdir)
-    self.previous = workdir_lib.read_json(os.path.join(workdir, "summary.json"))
+    self.previous = run_files.read_json(os.path.join(workdir, "summary.json"))
     self.summary = {}
     self.status = "pending"
 
@@ -491,7 +367,7 @@ class _Run:
     exp, tc = self.exp, self.exp.train
     self.writer = writer
     if writer:
-      workdir_lib.init(self.workdir, exp.config)
+      run_files.init(self.workdir, exp.config)
     self.mngr = checkpoints.manager(self.workdir, tc.keep_checkpoints,
                                     exp.task.metric, exp.task.mode)
     self.state, self.start = checkpoints.restore_latest(self.mngr, abstract)
@@ -526,7 +402,7 @@ class _Run:
         peak_memory_mb=peak_memory_mb(), **extra, **self.summary)
     summary.update(_best(self.log.records, task))
     if self.writer:
-      workdir_lib.write_json(os.path.join(self.workdir, "summary.json"), summary)
+      run_files.write_json(os.path.join(self.workdir, "summary.json"), summary)
     return summary
 
   def close(self) -> None:
@@ -594,7 +470,7 @@ def train_trials(configs_: list, workdirs: list[str], progress: bool = False,
   exps = [build(c) for c in configs_]
   _same_program(configs_)
   for config, workdir in zip(configs_, workdirs):
-    workdir_lib.check(workdir, config)
+    run_files.check(workdir, config)
   runs = [_Run(e, w, progress and not group) for e, w in zip(exps, workdirs)]
   todo = [r for r in runs if not r.finished]
   for r in runs:
@@ -655,8 +531,9 @@ class _Program:
     if not group and len(runs) != 1:
       raise ValueError("Without `group`, train one run at a time.")
     self.seeds = [r.exp.train.seed for r in runs]
-    self.hp = {k: jnp.asarray([hyperparameters(r.exp.train)[k] for r in runs],
-                              jnp.float32) for k in HYPER_KEYS}
+    self.hp = {k: jax.device_put(onp.asarray(
+        [hyperparameters(r.exp.train)[k] for r in runs], onp.float32))
+               for k in HYPER_KEYS}
 
   def _abstract_args(self):
     exp, n = self.exp, len(self.runs)
@@ -666,7 +543,7 @@ class _Program:
       return abstract_state(exp), batch
     stack = lambda x: jax.ShapeDtypeStruct((n,) + x.shape, x.dtype)
     state = jax.tree_util.tree_map(
-        stack, jax.eval_shape(_init_fn(exp), exp.key(INIT)))
+        stack, jax.eval_shape(init_fn(exp), exp.key(INIT)))
     keys = jax.eval_shape(lambda: stream_keys(self.seeds, DROPOUT))
     flags = jax.ShapeDtypeStruct((n,), jnp.bool_)
     return (state, flags, jax.tree_util.tree_map(stack, batch),
@@ -714,7 +591,7 @@ class _Program:
       r = runs[0]
       self.carry = r.state if r.state is not None else init_state(exp)
       return
-    init = jax.jit(_init_fn(exp))
+    init = jax.jit(init_fn(exp))
     states = [r.state if r.state is not None else init(r.exp.key(INIT))
               for r in runs]
     state = jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *states)
@@ -734,7 +611,7 @@ class _Program:
       self.carry, metrics = self.compiled(self.carry, batch)
       return metrics
     state, alive, metrics = self.compiled(*self.carry, batch, self.hp,
-                                          self.dropout_keys, jnp.asarray(started))
+                                          self.dropout_keys, jax.device_put(started))
     self.carry = (state, alive)
     return metrics
 
@@ -817,29 +694,34 @@ class _Program:
         r.result = r.write_summary(launch_start, self.loop_steps, self.loop_time,
                                    extra)
 
-    for i in range(start, tc.steps):
-      if stop["signal"] is not None or not active():
-        break
-      metrics = self._step(batch_fn(i), starts <= i)
-      self.loop_steps += 1
+    # The steps move nothing between host and device but on purpose (big_vision
+    # sets the same guard): metrics come back by `jax.device_get` a step late,
+    # and evaluating, checkpointing and writing the summaries fetch.
+    with jax.transfer_guard("disallow"):
+      for i in range(start, tc.steps):
+        if stop["signal"] is not None or not active():
+          break
+        metrics = self._step(batch_fn(jax.device_put(i)), starts <= i)
+        self.loop_steps += 1
+        if pending is not None:
+          fetch(*pending)
+        pending, step = (i + 1, metrics), i + 1
+        evaluate_now = step % tc.eval_every == 0 or step == tc.steps
+        if evaluate_now or step % tc.checkpoint_every == 0:
+          fetch(*pending)
+          pending = None
+          with jax.transfer_guard("allow"):
+            results = None
+            if evaluate_now and active():
+              results = self._evaluate(valid)
+              for n, r in enumerate(runs):
+                if r.status == "running" and r.start < step:  # not one waiting
+                  for split, per_run in results.items():   # for its resume step
+                    r.log.write(step, split, per_run[n])
+            checkpoint(step, results)
+            summaries()
       if pending is not None:
         fetch(*pending)
-      pending, step = (i + 1, metrics), i + 1
-      evaluate_now = step % tc.eval_every == 0 or step == tc.steps
-      if evaluate_now or step % tc.checkpoint_every == 0:
-        fetch(*pending)
-        pending = None
-        results = None
-        if evaluate_now and active():
-          results = self._evaluate(valid)
-          for n, r in enumerate(runs):
-            if r.status == "running" and r.start < step:  # not one still waiting
-              for split, per_run in results.items():   # for its resume step
-                r.log.write(step, split, per_run[n])
-        checkpoint(step, results)
-        summaries()
-    if pending is not None:
-      fetch(*pending)
     if stop["signal"] is not None:
       name = signal.Signals(stop["signal"]).name
       for r in active():
@@ -886,7 +768,7 @@ def evaluate_checkpoint(workdir: str, step: int | None = None,
   examples each split evaluated. Writes DIR/eval_<step>.json."""
   if eval_batches is not None and eval_batches < 1:
     raise ConfigError(f"--eval_batches={eval_batches} must be positive.")
-  restored = checkpoints.load(workdir, step)
+  restored = load(workdir, step)
   exp = build(restored.config)
   splits = eval_splits(exp, "eval") + eval_splits(exp, "test")
   evaluated = {split: evaluate_split(exp, restored.params, split,
@@ -896,6 +778,6 @@ def evaluate_checkpoint(workdir: str, step: int | None = None,
             **{split: metrics for split, (metrics, _) in evaluated.items()},
             "examples": {split: n for split, (_, n) in evaluated.items()}}
   if parallel.is_writer():
-    workdir_lib.write_json(
+    run_files.write_json(
         os.path.join(workdir, f"eval_{restored.step}.json"), result)
   return result

@@ -13,7 +13,7 @@ import jax
 import numpy as onp
 import pytest
 
-from seqjax import checkpoints
+from seqjax import experiment
 from seqjax import metric_log
 from seqjax import models
 from seqjax import run_lock
@@ -55,7 +55,7 @@ def _assert_runs_agree(a, b, rtol, learning_rate, steps=6):
   and on average to 1e-5.
   """
   _assert_logs_agree(a, b, rtol)
-  pa, pb = checkpoints.load(a, steps).params, checkpoints.load(b, steps).params
+  pa, pb = experiment.load(a, steps).params, experiment.load(b, steps).params
   diffs = [onp.abs(x - y) for x, y in zip(jax.tree_util.tree_leaves(pa),
                                           jax.tree_util.tree_leaves(pb))]
   assert max(float(d.max()) for d in diffs) <= 2 * learning_rate * steps
@@ -95,7 +95,7 @@ def test_the_first_steps_of_a_group_equal_solo_steps_to_rounding(tiny_config):
               for s, lr in ((0, 1e-2), (3, 3e-3))]
   exps = [train.build(c) for c in variants]
   group_step = train.make_group_step(exps[0])
-  init = jax.jit(train._init_fn(exps[0]))  # pylint: disable=protected-access
+  init = jax.jit(experiment.init_fn(exps[0]))  # pylint: disable=protected-access
   state = jax.tree_util.tree_map(lambda *x: onp.stack(x),
                                  *[init(e.key(train.INIT)) for e in exps])
   hp = {k: onp.asarray([train.hyperparameters(e.train)[k] for e in exps],

@@ -12,11 +12,11 @@ import jax
 import numpy as onp
 import pytest
 
-from seqjax import checkpoints
 from seqjax import configs
+from seqjax import experiment
 from seqjax import metric_log
+from seqjax import run_files
 from seqjax import train
-from seqjax import workdir as workdir_lib
 from seqjax.errors import ConfigError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -52,14 +52,14 @@ def _sigkill_then_relaunch_equals_uninterrupted(tmp_path, args, steps):
     time.sleep(0.005)
   proc.send_signal(signal.SIGKILL)
   proc.wait()
-  stored = workdir_lib.read_json(os.path.join(killed, "summary.json"))
+  stored = run_files.read_json(os.path.join(killed, "summary.json"))
   assert stored is None or stored["status"] == "running", (
       "the run finished before it was killed; the test did not test resume")
 
   result = launch(*args, f"--workdir={killed}")
   assert result.returncode == 0, result.stderr[-2000:]
   assert _records(killed) == _records(reference)
-  a, b = checkpoints.load(killed, steps), checkpoints.load(reference, steps)
+  a, b = experiment.load(killed, steps), experiment.load(reference, steps)
   assert all(onp.array_equal(x, y) for x, y in zip(
       jax.tree_util.tree_leaves(a.params), jax.tree_util.tree_leaves(b.params)))
   summary = lambda d: json.load(open(os.path.join(d, "summary.json")))
@@ -252,5 +252,5 @@ def test_parse_arg_types_and_bare_keys():
 
 
 def test_config_check_writes_nothing(tiny_config, tmp_path):
-  workdir_lib.check(str(tmp_path / "a" / "b"), tiny_config)
+  run_files.check(str(tmp_path / "a" / "b"), tiny_config)
   assert not os.path.exists(tmp_path / "a")

@@ -9,8 +9,8 @@ import numpy as onp
 import pytest
 
 from seqjax import models
+from seqjax.interfaces import IOSpec
 from seqjax.models import linear_recurrence as lr
-from seqjax.tasks.base import IOSpec
 
 from test_recurrent import input_gradient_mask  # pylint: disable=g-bad-import-order
 

@@ -12,7 +12,7 @@ import sys
 import jax
 import numpy as onp
 
-from seqjax import checkpoints
+from seqjax import experiment
 from seqjax import metric_log
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -76,8 +76,8 @@ def test_data_parallel_and_multi_host_match_one_device(tmp_path):
     assert proc.returncode == 0, err[-3000:]
   onp.testing.assert_allclose(train_losses(multi), train_losses(one), rtol=2e-6)
   assert len(train_losses(multi)) == 6, "only process 0 writes the log"
-  restored = checkpoints.load(multi, 6)  # restored by this single process
-  reference = checkpoints.load(four, 6)
+  restored = experiment.load(multi, 6)  # restored by this single process
+  reference = experiment.load(four, 6)
   for a, b in zip(jax.tree_util.tree_leaves(restored.params),
                   jax.tree_util.tree_leaves(reference.params)):
     onp.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)

@@ -10,8 +10,8 @@ import pytest
 
 from seqjax import models
 from seqjax.errors import ConfigError
+from seqjax.interfaces import IOSpec
 from seqjax.models import recurrent
-from seqjax.tasks.base import IOSpec
 
 IO = IOSpec(kind="lm", length=9, output_size=5, input_vocab=5)
 PER_POSITION = {

@@ -8,7 +8,8 @@ import numpy as onp
 import pytest
 
 from seqjax import models
-from seqjax.tasks.base import IOSpec, cross_entropy
+from seqjax.interfaces import IOSpec
+from seqjax.tasks.base import cross_entropy
 
 IO = IOSpec(kind="lm", length=12, output_size=7, input_vocab=7)
 

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as onp
 import pytest
 
-from seqjax import checkpoints
+from seqjax import experiment
 from seqjax import reproductions
 from seqjax import sweep
 from seqjax import train
@@ -62,7 +62,7 @@ def flip_flop_run(tmp_path_factory):
 
 def test_flip_flop_errors_are_exact_counts_on_the_test_stream(flip_flop_run):
   counts = reproductions.count_errors(flip_flop_run, min_reads=300, batch_size=16)
-  restored = checkpoints.load(flip_flop_run)
+  restored = experiment.load(flip_flop_run)
   assert counts["step"] == restored.step
   # Independently: the same test-stream batches through the model, in NumPy.
   config = restored.config

@@ -6,7 +6,7 @@ import numpy as onp
 import pytest
 
 from seqjax import models
-from seqjax.tasks.base import IOSpec
+from seqjax.interfaces import IOSpec
 
 IO = IOSpec(kind="seq2seq", length=6, output_size=7, input_vocab=7,
             target_length=5, bos_id=1, eos_id=2)

@@ -12,13 +12,14 @@ import numpy as onp
 import pytest
 
 from seqjax import configs
+from seqjax import experiment
 from seqjax import experiment_config
 from seqjax import metric_log
 from seqjax import models
 from seqjax import report
+from seqjax import run_files
 from seqjax import sweep
 from seqjax import tasks
-from seqjax import workdir as workdir_lib
 from seqjax.errors import ConfigError
 from seqjax.tasks import base
 
@@ -118,7 +119,7 @@ def test_learned_positions_past_the_table_are_refused():
 
 def test_every_json_file_is_strict(tmp_path):
   path = str(tmp_path / "summary.json")
-  workdir_lib.write_json(path, {"final": {"loss": float("nan"), "accuracy": 0.5},
+  run_files.write_json(path, {"final": {"loss": float("nan"), "accuracy": 0.5},
                                 "best": float("inf")})
   stored = _strict_load(open(path).read())
   assert stored["final"] == {"loss": None, "accuracy": 0.5,
@@ -140,7 +141,7 @@ def test_every_json_file_is_strict(tmp_path):
 def test_json_files_follow_the_umask(tmp_path):
   old = os.umask(0o022)
   try:
-    workdir_lib.write_json(str(tmp_path / "config.json"), {"a": 1})
+    run_files.write_json(str(tmp_path / "config.json"), {"a": 1})
   finally:
     os.umask(old)
   assert os.stat(tmp_path / "config.json").st_mode & 0o777 == 0o644
@@ -152,8 +153,8 @@ def test_json_files_follow_the_umask(tmp_path):
 def test_workdir_name_longer_than_the_file_system_allows(tmp_path):
   limit = os.pathconf(str(tmp_path), "PC_NAME_MAX")
   with pytest.raises(ConfigError, match=f"at most {limit} bytes"):
-    workdir_lib.check_writable(str(tmp_path / ("x" * (limit + 1)) / "run"))
-  workdir_lib.check_writable(str(tmp_path / ("x" * limit)))
+    run_files.check_writable(str(tmp_path / ("x" * (limit + 1)) / "run"))
+  run_files.check_writable(str(tmp_path / ("x" * limit)))
 
 
 @pytest.mark.parametrize("key,value", [("learning_rate", float("inf")),
@@ -367,8 +368,8 @@ def test_loading_a_damaged_checkpoint_is_a_config_error(trained, tmp_path):
       if "ocdbt.process" in root:
         open(os.path.join(root, name), "w").close()  # cut to nothing
   with pytest.raises(ConfigError, match=r"checkpoints/6 cannot be read.*--step of \[4, 6\]"):
-    checkpoints.load(workdir, 6)
-  assert checkpoints.load(workdir, 4).step == 4
+    experiment.load(workdir, 6)
+  assert experiment.load(workdir, 4).step == 4
 
 
 # --- 5d. --config.KEY=VALUE in --mode=sweep ----------------------------------
@@ -410,7 +411,7 @@ def test_launch_sweep_applies_command_line_overrides(tmp_path):
   assert len(lines) == 2  # one group of 8 trials' 4 (two learning rates)
   for line in lines:
     assert line["overrides"]["model.width"] == 4
-    stored = workdir_lib.read_json(os.path.join(workdir, line["trial"],
+    stored = run_files.read_json(os.path.join(workdir, line["trial"],
                                                 "config.json"))
     assert stored["model"]["width"] == 4
 
@@ -444,10 +445,10 @@ def test_a_dataset_split_is_evaluated_exactly_once_per_example():
 def test_eval_batches_sets_the_size_of_a_checkpoint_evaluation(trained):
   from seqjax import train  # pylint: disable=import-outside-toplevel
   config, workdir = trained
-  before = workdir_lib.read_json(os.path.join(workdir, "config.json"))
+  before = run_files.read_json(os.path.join(workdir, "config.json"))
   result = train.evaluate_checkpoint(workdir, 6, eval_batches=3)
   assert result["examples"]["eval"] == result["examples"]["test"] == 3 * 4
-  assert workdir_lib.read_json(os.path.join(workdir, "config.json")) == before
+  assert run_files.read_json(os.path.join(workdir, "config.json")) == before
   assert train.evaluate_checkpoint(workdir, 6)["examples"]["eval"] == 2 * 4
   with pytest.raises(ConfigError, match="--eval_batches=0 must be positive"):
     train.evaluate_checkpoint(workdir, 6, eval_batches=0)

@@ -13,10 +13,10 @@ import ml_collections
 import numpy as onp
 import pytest
 
-from seqjax import checkpoints
 from seqjax import configs
 from seqjax import digit_eval
 from seqjax import dvae_codec
+from seqjax import experiment
 from seqjax import generation
 from seqjax import models
 from seqjax import sampling
@@ -127,7 +127,7 @@ def test_vq_codes_decode_to_the_quantised_image_the_model_reconstructs(
   assert set(onp.unique(decoded * 2)) <= {0.0, 1.0, 2.0}  # on the 3 levels
   onp.testing.assert_array_equal(task.image_tokens(decoded).shape, codes.shape)
   # The task's tokenizer is exactly the trained model's reconstruction.
-  restored = checkpoints.load(tokenizer_run)
+  restored = experiment.load(tokenizer_run)
   patches = digit_eval_patches(images, 3)
   logits = restored.model.apply({"params": restored.params}, patches)
   model_images = dvae_codec.unpatch(

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as onp
 import pytest
 
-from seqjax import checkpoints
+from seqjax import experiment
 from seqjax import train
 from seqjax import metric_log
 
@@ -46,7 +46,7 @@ def test_end_to_end_run_writes_files_and_restores(tiny_config, tmp_path):
   assert os.listdir(os.path.join(workdir, "tb"))
 
   # Restoring a checkpoint gives back the parameters that produced its metrics.
-  restored = checkpoints.load(workdir, step=6)
+  restored = experiment.load(workdir, step=6)
   exp = train.build(restored.config)
   assert _leaves_equal(
       jax.tree_util.tree_map(jnp.shape, restored.params),
@@ -106,8 +106,8 @@ def test_corrupt_checkpoint_is_set_aside_and_previous_used(tiny_config, tmp_path
 
   assert summary["status"] == "completed"
   assert os.path.isdir(os.path.join(workdir, "corrupt_checkpoints", "6"))
-  assert _leaves_equal(checkpoints.load(workdir, 6).params,
-                       checkpoints.load(reference, 6).params)
+  assert _leaves_equal(experiment.load(workdir, 6).params,
+                       experiment.load(reference, 6).params)
   assert _records(workdir) == _records(reference)
 
 
@@ -133,5 +133,5 @@ def test_load_restores_the_best_checkpoint_by_the_validation_metric(
       r["accuracy"] = 1.0 if r["step"] == 4 else 0.0
   with open(path, "w") as f:
     f.writelines(json.dumps(r) + "\n" for r in records)
-  assert checkpoints.load(workdir).step == 4
+  assert experiment.load(workdir).step == 4
   assert train.evaluate_checkpoint(workdir)["step"] == 4

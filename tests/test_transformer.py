@@ -10,13 +10,13 @@ import pytest
 
 from seqjax import models
 from seqjax.errors import ConfigError
+from seqjax.interfaces import IOSpec
 from seqjax.models import positional
 from seqjax.models.encdec import TransformerEncDecConfig
 from seqjax.models.transformer import Stack
 from seqjax.models.transformer import TransformerConfig
 from seqjax.models.vit import ViTConfig
 from seqjax.models.vit import patchify
-from seqjax.tasks.base import IOSpec
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
 

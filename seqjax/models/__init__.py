@@ -5,8 +5,9 @@ import flax.linen as nn
 import ml_collections
 
 from seqjax import configs
-from seqjax.models.dvae import DVAEConfig
+from seqjax.interfaces import IOSpec
 from seqjax.models import two_tower
+from seqjax.models.dvae import DVAEConfig
 from seqjax.models.encdec import TransformerEncDecConfig
 from seqjax.models.linear_recurrence import LRUConfig
 from seqjax.models.linear_recurrence import MinGRUConfig
@@ -19,7 +20,6 @@ from seqjax.models.selective import RGLRUConfig
 from seqjax.models.transformer import TransformerConfig
 from seqjax.models.vit import ViTConfig
 from seqjax.models.window import WindowConfig
-from seqjax.tasks.base import IOSpec
 
 MODELS: dict[str, type] = {
     "window": WindowConfig,
@@ -36,6 +36,9 @@ MODELS: dict[str, type] = {
     "vit": ViTConfig,
     "dvae": DVAEConfig,
 }
+# The models whose decoding state is a recurrence (a fixed-size state carried
+# from step to step): the ones with a state Jacobian (seqjax.diagnostics).
+RECURRENT = ("rnn", "lstm", "gru", "lru", "mingru", "mamba", "rglru")
 
 
 def build(cfg: ml_collections.ConfigDict, io: IOSpec) -> nn.Module:

@@ -8,7 +8,27 @@ sequence mixing in between differs.
 import flax.linen as nn
 import jax.numpy as jnp
 
-from seqjax.tasks.base import IOSpec
+from seqjax.errors import ConfigError
+from seqjax.interfaces import IOSpec
+
+
+def check_seq2seq_io(name: str, io: IOSpec, instead: str) -> None:
+  """Refuses a task that an encoder-decoder `name` cannot serve: one not of kind
+  seq2seq (`instead` names a model for it), or whose IOSpec lacks the target
+  length and the BOS and EOS tokens, or whose EOS is not an output token (so
+  that generation could never stop)."""
+  if io.kind != "seq2seq":
+    raise ConfigError(f"model.name={name!r} serves tasks of kind seq2seq, not "
+                      f"{io.kind!r}; use {instead!r}.")
+  missing = [k for k in ("target_length", "bos_id", "eos_id")
+             if getattr(io, k) is None]
+  if missing:
+    raise ConfigError(f"model.name={name!r} needs the task's IOSpec to give "
+                      f"{', '.join(missing)}.")
+  if io.eos_id >= io.output_size:
+    raise ConfigError(f"The task's eos_id={io.eos_id} must be an output token "
+                      f"(< output_size={io.output_size}) so that generation "
+                      "can stop.")
 
 
 class SequenceModel(nn.Module):
@@ -34,6 +54,14 @@ class SequenceModel(nn.Module):
   io: IOSpec
   width: int
   backbone: nn.Module
+
+  def __post_init__(self):
+    if self.io.kind not in ("lm", "classify"):
+      raise ConfigError(
+          f"A per-position model serves tasks of kind lm or classify, not "
+          f"{self.io.kind!r}; for seq2seq use rnn_encdec or transformer_encdec, "
+          "for autoencode dvae.")
+    super().__post_init__()
 
   @nn.compact
   def __call__(self, inputs, *, train: bool = False, decode: bool = False,

@@ -27,7 +27,7 @@ import jax.numpy as jnp
 from seqjax import configs
 from seqjax import dvae_codec
 from seqjax.errors import ConfigError
-from seqjax.tasks.base import IOSpec
+from seqjax.interfaces import IOSpec
 
 
 @dataclasses.dataclass(frozen=True)

@@ -23,11 +23,11 @@ import jax
 import jax.numpy as jnp
 
 from seqjax import sampling
-from seqjax.errors import ConfigError
+from seqjax.interfaces import IOSpec
+from seqjax.models.common import check_seq2seq_io
 from seqjax.models.transformer import AttentionModelConfig
 from seqjax.models.transformer import Stack
 from seqjax.models.transformer import decode_positions
-from seqjax.tasks.base import IOSpec
 
 
 class TargetDecoder(nn.Module):
@@ -120,10 +120,9 @@ class TransformerEncDec(nn.Module):
           token_B[:, None], decode=True, mutable=["cache"])
       return logits_Bx1xV[:, -1], updated["cache"]
 
-    logits_BxV, cache = step(cache, bos_B)
-    return sampling.decode_loop(step, cache, logits_BxV, max_length,
-                                temperature=temperature, top_k=top_k, rng=rng,
-                                eos_id=self.io.eos_id)
+    return sampling.sample_from_bos(
+        step, cache, inputs_BxS.shape[0], max_length, bos_id=self.io.bos_id,
+        eos_id=self.io.eos_id, temperature=temperature, top_k=top_k, rng=rng)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -131,17 +130,10 @@ class TransformerEncDecConfig(AttentionModelConfig):
   """`config.model` fields of `transformer_encdec`; num_layers is per stack."""
   positional: str = "sinusoidal"  # none | sinusoidal | learned | rope | alibi
 
+  def __post_init__(self):
+    super().__post_init__()
+    self.check_positional(self.positional)
+
   def build(self, io: IOSpec) -> nn.Module:
-    if io.kind != "seq2seq":
-      raise ConfigError("model.name='transformer_encdec' serves tasks of kind "
-                        f"seq2seq, not {io.kind!r}; use 'transformer'.")
-    missing = [k for k in ("target_length", "bos_id", "eos_id")
-               if getattr(io, k) is None]
-    if missing:
-      raise ConfigError(f"model.name='transformer_encdec' needs the task's "
-                        f"IOSpec to give {', '.join(missing)}.")
-    if io.eos_id >= io.output_size:
-      raise ConfigError(f"The task's eos_id={io.eos_id} must be an output "
-                        f"token (< output_size={io.output_size}) so that "
-                        "generation can stop.")
+    check_seq2seq_io("transformer_encdec", io, instead="transformer")
     return TransformerEncDec(self, io)

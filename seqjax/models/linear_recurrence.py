@@ -32,8 +32,8 @@ import jax.numpy as jnp
 
 from seqjax import configs
 from seqjax.errors import ConfigError
+from seqjax.interfaces import IOSpec
 from seqjax.models.common import SequenceModel
-from seqjax.tasks.base import IOSpec
 
 SCANS = ("sequential", "parallel")
 

@@ -25,8 +25,6 @@ import jax.numpy as jnp
 from seqjax.errors import ConfigError
 
 POSITIONAL = ("none", "sinusoidal", "learned", "rope", "alibi")
-ADDITIVE = ("sinusoidal", "learned")   # added to the embeddings
-IN_ATTENTION = ("rope", "alibi")        # applied inside every attention layer
 
 
 def sinusoidal(positions_L, width: int):

@@ -8,12 +8,12 @@ backend in docs/benchmarks.md):
   steps at a time (one matmul per chunk; an outer scan over chunks, an inner one
   over steps). 1 projects inside the step, as flax.linen.RNN does; >= L hoists
   the whole projection out of the scan, as cuDNN does. On the CPU full hoisting
-  is the slowest choice (a [L, B, G*H] buffer is written, then read back one step
+  is the slowest choice (a [L, B, G*R] buffer is written, then read back one step
   at a time, in both passes); 8, the default, is the fastest measured.
 - W and U enter the scan as G column blocks (one per gate) and are concatenated
   inside the step. XLA hoists the concatenation out of the forward loop, and the
-  backward loop accumulates the weight gradients in G blocks of [D, H] instead
-  of one [D, G*H] buffer, which XLA:CPU does markedly faster.
+  backward loop accumulates the weight gradients in G blocks of [D, R] instead
+  of one [D, G*R] buffer, which XLA:CPU does markedly faster.
 The state has the dtype of the recurrent update (float32 when `w_rec` is float32,
 also under bfloat16 compute; see seqjax.precision).
 
@@ -32,6 +32,9 @@ Initialisation: W Glorot uniform; U orthogonal per gate block (scaled by
 `rec_scale` for the Elman RNN, so the vanishing (tanh, small U) and exploding
 (relu, large U) regimes can be set up on purpose); biases zero except the LSTM
 forget block, which starts at `forget_bias` (1.0: Jozefowicz et al. 2015).
+
+Shapes (legend in seqjax.interfaces; R is the recurrent hidden size): here also
+G gates (blocks of R in W, U and b), C the steps of one `scan_chunk`, Q chunks.
 """
 
 import dataclasses
@@ -43,14 +46,14 @@ import jax.numpy as jnp
 
 from seqjax import configs
 from seqjax.errors import ConfigError
+from seqjax.interfaces import IOSpec
 from seqjax.models.common import SequenceModel
-from seqjax.tasks.base import IOSpec
 
 ACTIVATIONS = {"tanh": jnp.tanh, "relu": jax.nn.relu}
 
 
 def orthogonal_blocks(num_blocks: int, scale: float = 1.0):
-  """Initialiser for [H, num_blocks * H]: a scaled orthogonal H x H per block."""
+  """Initialiser for [R, num_blocks * R]: a scaled orthogonal R x R per block."""
   def init(key, shape, dtype=jnp.float32):
     rows, cols = shape
     keys = jax.random.split(key, num_blocks)
@@ -60,40 +63,40 @@ def orthogonal_blocks(num_blocks: int, scale: float = 1.0):
   return init
 
 
-# Step functions: (params, carry, xw_BxG) -> (carry, h_BxH). They are the cells'
+# Step functions: (params, carry, xw_BxG) -> (carry, h_BxR). They are the cells'
 # equations and nothing else; tests check them against NumPy references.
 
-def lstm_step(params, carry, xw_Bx4H):
-  c_BxH, h_BxH = carry
-  z_Bx4H = xw_Bx4H + h_BxH @ params["w_rec"]
-  i, f, g, o = jnp.split(z_Bx4H, 4, axis=-1)
-  c_BxH = jax.nn.sigmoid(f) * c_BxH + jax.nn.sigmoid(i) * jnp.tanh(g)
-  h_BxH = jax.nn.sigmoid(o) * jnp.tanh(c_BxH)
-  return (c_BxH, h_BxH), h_BxH
+def lstm_step(params, carry, xw_Bx4R):
+  c_BxR, h_BxR = carry
+  z_Bx4R = xw_Bx4R + h_BxR @ params["w_rec"]
+  i, f, g, o = jnp.split(z_Bx4R, 4, axis=-1)
+  c_BxR = jax.nn.sigmoid(f) * c_BxR + jax.nn.sigmoid(i) * jnp.tanh(g)
+  h_BxR = jax.nn.sigmoid(o) * jnp.tanh(c_BxR)
+  return (c_BxR, h_BxR), h_BxR
 
 
-def gru_step(params, h_BxH, xw_Bx3H):
-  hu_Bx3H = h_BxH @ params["w_rec"] + params["b_rec"][None]
-  xr, xz, xn = jnp.split(xw_Bx3H, 3, axis=-1)
-  hr, hz, hn = jnp.split(hu_Bx3H, 3, axis=-1)
+def gru_step(params, h_BxR, xw_Bx3R):
+  hu_Bx3R = h_BxR @ params["w_rec"] + params["b_rec"][None]
+  xr, xz, xn = jnp.split(xw_Bx3R, 3, axis=-1)
+  hr, hz, hn = jnp.split(hu_Bx3R, 3, axis=-1)
   r, z = jax.nn.sigmoid(xr + hr), jax.nn.sigmoid(xz + hz)
   n = jnp.tanh(xn + r * hn)
-  h_BxH = (1.0 - z) * n + z * h_BxH
-  return h_BxH, h_BxH
+  h_BxR = (1.0 - z) * n + z * h_BxR
+  return h_BxR, h_BxR
 
 
 def elman_step(activation: Callable):
-  def step(params, h_BxH, xw_BxH):
-    h_BxH = activation(xw_BxH + h_BxH @ params["w_rec"])
-    return h_BxH, h_BxH
+  def step(params, h_BxR, xw_BxR):
+    h_BxR = activation(xw_BxR + h_BxR @ params["w_rec"])
+    return h_BxR, h_BxR
   return step
 
 
 @dataclasses.dataclass(frozen=True)
 class Cell:
   """What a recurrent layer needs to know about its cell."""
-  gates: int                        # G: blocks of H in W, U and b
-  step: Callable                    # (params, carry, xw_BxG) -> (carry, h_BxH)
+  gates: int                        # G: blocks of R in W, U and b
+  step: Callable                    # (params, carry, xw_BxG) -> (carry, h_BxR)
   init_carry: Callable              # (batch, width, dtype) -> carry
   rec_scale: float = 1.0            # scale of the orthogonal recurrent init
   forget_bias: float | None = None  # LSTM: initial bias of the forget block
@@ -110,7 +113,7 @@ def chunked_scan(step, carry, x_LxBxD, project, chunk: int, reverse: bool = Fals
   `project` maps [..., D] -> [..., G] and is called inside the scan; with
   chunk > 1 the first L - L % chunk steps run as an outer scan over chunks and
   the last L % chunk steps as one more short chunk (with `reverse`, in the
-  opposite order). Returns (carry, h [L, B, H]).
+  opposite order). Returns (carry, h [L, B, R]).
   """
   if chunk == 1:
     return jax.lax.scan(lambda c, x_BxD: step(c, project(x_BxD)), carry, x_LxBxD,
@@ -118,13 +121,13 @@ def chunked_scan(step, carry, x_LxBxD, project, chunk: int, reverse: bool = Fals
   length = x_LxBxD.shape[0]
   head = length - length % chunk
 
-  def run_chunk(carry, x_TxBxD):
-    return jax.lax.scan(step, carry, project(x_TxBxD), reverse=reverse)
+  def run_chunk(carry, x_CxBxD):
+    return jax.lax.scan(step, carry, project(x_CxBxD), reverse=reverse)
 
   def run_head(carry):
-    x_NxTxBxD = x_LxBxD[:head].reshape(head // chunk, chunk, *x_LxBxD.shape[1:])
-    carry, h_NxTxBxH = jax.lax.scan(run_chunk, carry, x_NxTxBxD, reverse=reverse)
-    return carry, h_NxTxBxH.reshape(head, *h_NxTxBxH.shape[2:])
+    x_QxCxBxD = x_LxBxD[:head].reshape(head // chunk, chunk, *x_LxBxD.shape[1:])
+    carry, h_QxCxBxR = jax.lax.scan(run_chunk, carry, x_QxCxBxD, reverse=reverse)
+    return carry, h_QxCxBxR.reshape(head, *h_QxCxBxR.shape[2:])
 
   parts = []
   if head:
@@ -140,8 +143,30 @@ def chunked_scan(step, carry, x_LxBxD, project, chunk: int, reverse: bool = Fals
   return carry, outputs[0] if len(outputs) == 1 else jnp.concatenate(outputs)
 
 
+def cell_params(module: nn.Module, cell: Cell, input_width: int, width: int):
+  """Declares on `module` the parameters of one layer of `cell` and returns them
+  as (w_in [input_width, G R], {"w_rec": [R, G R], "b_rec": [G R] (GRU)},
+  bias [G R]): W Glorot-uniform, U an orthogonal block per gate scaled by
+  `cell.rec_scale`, b zero but the LSTM's forget block at `cell.forget_bias`.
+  Shared by `RecurrentLayer` and the decoder of `rnn_encdec`."""
+  h = width
+  w_in = module.param("w_in", nn.initializers.glorot_uniform(),
+                      (input_width, cell.gates * h))
+  params = {"w_rec": module.param(
+      "w_rec", orthogonal_blocks(cell.gates, cell.rec_scale), (h, cell.gates * h))}
+  def bias_init(_, shape):
+    bias = jnp.zeros(shape)
+    return bias if cell.forget_bias is None else bias.at[h:2 * h].set(
+        cell.forget_bias)
+  bias = module.param("bias", bias_init, (cell.gates * h,))
+  if cell.rec_bias:
+    params["b_rec"] = module.param("b_rec", nn.initializers.zeros,
+                                   (cell.gates * h,))
+  return w_in, params, bias
+
+
 class RecurrentLayer(nn.Module):
-  """One recurrent layer: x [B, L, D] -> h [B, L, H], by `lax.scan` over time.
+  """One recurrent layer: x [B, L, D] -> h [B, L, R], by `lax.scan` over time.
 
   With `decode=True` the carry continues from, and is written back to, the
   "cache" collection (step-by-step generation). With `reverse=True` the scan runs
@@ -161,18 +186,7 @@ class RecurrentLayer(nn.Module):
   @nn.compact
   def __call__(self, x_BxLxD, decode: bool = False):
     h, cell = self.width, self.cell
-    w_in = self.param("w_in", nn.initializers.glorot_uniform(),
-                      (x_BxLxD.shape[-1], cell.gates * h))
-    params = {"w_rec": self.param(
-        "w_rec", orthogonal_blocks(cell.gates, cell.rec_scale), (h, cell.gates * h))}
-    def bias_init(_, shape):
-      bias = jnp.zeros(shape)
-      return bias if cell.forget_bias is None else bias.at[h:2 * h].set(
-          cell.forget_bias)
-    bias = self.param("bias", bias_init, (cell.gates * h,))
-    if cell.rec_bias:
-      params["b_rec"] = self.param("b_rec", nn.initializers.zeros,
-                                   (cell.gates * h,))
+    w_in, params, bias = cell_params(self, cell, x_BxLxD.shape[-1], h)
     dtype = jnp.result_type(x_BxLxD, w_in, bias, params["w_rec"])
     carry = cell.init_carry(x_BxLxD.shape[0], h, dtype)
     if decode:  # continue from the state carried in the "cache" collection
@@ -190,12 +204,12 @@ class RecurrentLayer(nn.Module):
     def project(x_xD):
       xw = jnp.einsum("...d,dg->...g", x_xD, jnp.concatenate(w_in_blocks, -1))
       return xw + bias.reshape((1,) * (xw.ndim - 1) + (-1,))
-    carry, h_LxBxH = chunked_scan(step, carry, jnp.swapaxes(x_BxLxD, 0, 1),
+    carry, h_LxBxR = chunked_scan(step, carry, jnp.swapaxes(x_BxLxD, 0, 1),
                                   project, self.scan_chunk, self.reverse)
     if decode and not self.is_initializing():
       cache.value = carry
-    h_BxLxH = jnp.swapaxes(h_LxBxH, 0, 1)
-    return (carry, h_BxLxH) if self.return_carry else h_BxLxH
+    h_BxLxR = jnp.swapaxes(h_LxBxR, 0, 1)
+    return (carry, h_BxLxR) if self.return_carry else h_BxLxR
 
 
 @dataclasses.dataclass(frozen=True)
@@ -213,8 +227,7 @@ class RecurrentConfig:
   def __post_init__(self):
     configs.check_positive("model", width=self.width, num_layers=self.num_layers,
                            scan_chunk=self.scan_chunk)
-    if not 0 <= self.dropout < 1:
-      raise ConfigError(f"model.dropout must be in [0, 1), got {self.dropout!r}.")
+    configs.check_probability("model", dropout=self.dropout)
 
   def cell(self) -> Cell:
     raise NotImplementedError

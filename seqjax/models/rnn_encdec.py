@@ -16,6 +16,9 @@ It shares its interface with `transformer_encdec`:
 `generate` scans `max_length` steps from BOS, greedily or by temperature
 sampling; once a sequence has produced EOS every later token is EOS. Teacher
 forcing also sows the attention weights [B, T, S] into "intermediates".
+
+Shapes (legend in seqjax.interfaces; R the recurrent hidden size, here `width`):
+also I, what the decoder cell reads (R, or 2R with the attention's context).
 """
 
 import dataclasses
@@ -26,9 +29,9 @@ import jax.numpy as jnp
 
 from seqjax import configs
 from seqjax import sampling
-from seqjax.errors import ConfigError
+from seqjax.interfaces import IOSpec
 from seqjax.models import recurrent
-from seqjax.tasks.base import IOSpec
+from seqjax.models.common import check_seq2seq_io
 
 CELLS = {"lstm": recurrent.LSTMConfig, "gru": recurrent.GRUConfig}
 
@@ -44,14 +47,10 @@ class RNNEncDecConfig:
   def __post_init__(self):
     configs.check_positive("model", width=self.width)
     configs.check_choice("model", "cell", self.cell, tuple(CELLS))
-    if not 0 <= self.dropout < 1:
-      raise ConfigError(f"model.dropout must be in [0, 1), got {self.dropout!r}.")
+    configs.check_probability("model", dropout=self.dropout)
 
   def build(self, io: IOSpec) -> nn.Module:
-    if io.kind != "seq2seq" or None in (io.target_length, io.bos_id, io.eos_id):
-      raise ConfigError("model.name='rnn_encdec' serves tasks of kind seq2seq "
-                        "(with target_length, bos_id and eos_id), not "
-                        f"{io.kind!r}.")
+    check_seq2seq_io("rnn_encdec", io, instead="lstm")
     return RNNEncDec(self, io)
 
 
@@ -63,7 +62,6 @@ class RNNEncDec(nn.Module):
   def setup(self):
     cfg, io, h = self.config, self.io, self.config.width
     self.cell = CELLS[cfg.cell]().cell()
-    g = self.cell.gates
     vocab = max(io.output_size, io.bos_id + 1, io.eos_id + 1)
     self.source_embed = (nn.Embed(io.input_vocab, h) if io.input_vocab is not None
                          else nn.Dense(h))
@@ -71,13 +69,8 @@ class RNNEncDec(nn.Module):
     self.embedding = self.param("target_embedding",
                                 nn.initializers.normal(stddev=1.0), (vocab, h))
     read = 2 * h if cfg.attention else h
-    self.w_in = self.param("w_in", nn.initializers.glorot_uniform(), (read, g * h))
-    self.w_rec = self.param("w_rec", recurrent.orthogonal_blocks(g), (h, g * h))
-    forget = self.cell.forget_bias
-    self.bias = self.param("bias", lambda _, s: jnp.zeros(s) if forget is None
-                           else jnp.zeros(s).at[h:2 * h].set(forget), (g * h,))
-    if self.cell.rec_bias:
-      self.b_rec = self.param("b_rec", nn.initializers.zeros, (g * h,))
+    self.w_in, self.rec_params, self.bias = recurrent.cell_params(
+        self, self.cell, read, h)
     if cfg.attention:
       self.att_q = self.param("att_q", nn.initializers.glorot_uniform(), (h, h))
       self.att_k = self.param("att_k", nn.initializers.glorot_uniform(), (h, h))
@@ -89,62 +82,58 @@ class RNNEncDec(nn.Module):
     self.dropout = nn.Dropout(cfg.dropout)
 
   def encode(self, inputs_BxS):
-    """Source -> (final encoder state, encoder states [B, S, H])."""
+    """Source -> (final encoder state, encoder states [B, S, R])."""
     return self.encoder(self.source_embed(inputs_BxS))
 
-  def _step(self, encoded_BxSxH, keys_BxSxH, carry, emb_BxH):
+  def _step(self, encoded_BxSxR, keys_BxSxR, carry, emb_BxR):
     """One decoder step: (carry, embedded token) -> (carry, (logits, weights))."""
-    s_BxH = carry[1] if isinstance(carry, tuple) else carry
-    weights_BxS = jnp.zeros(encoded_BxSxH.shape[:2], emb_BxH.dtype)
-    read_BxR = emb_BxH
+    s_BxR = carry[1] if isinstance(carry, tuple) else carry
+    weights_BxS = jnp.zeros(encoded_BxSxR.shape[:2], emb_BxR.dtype)
+    read_BxI = emb_BxR
     if self.config.attention:
-      scores_BxS = jnp.tanh(keys_BxSxH + (s_BxH @ self.att_q)[:, None]) @ self.att_v
+      scores_BxS = jnp.tanh(keys_BxSxR + (s_BxR @ self.att_q)[:, None]) @ self.att_v
       weights_BxS = jax.nn.softmax(scores_BxS.astype(jnp.float32), axis=-1)
-      context_BxH = jnp.einsum("bs,bsh->bh", weights_BxS.astype(encoded_BxSxH.dtype),
-                               encoded_BxSxH)
-      read_BxR = jnp.concatenate([emb_BxH, context_BxH], axis=-1)
-    params = {"w_rec": self.w_rec}
-    if self.cell.rec_bias:
-      params["b_rec"] = self.b_rec
-    carry, s_BxH = self.cell.step(params, carry, read_BxR @ self.w_in + self.bias[None])
-    out_BxR = (jnp.concatenate([s_BxH, context_BxH], axis=-1)
-               if self.config.attention else s_BxH)
-    return carry, (out_BxR, weights_BxS)
+      context_BxR = jnp.einsum("bs,bsh->bh", weights_BxS.astype(encoded_BxSxR.dtype),
+                               encoded_BxSxR)
+      read_BxI = jnp.concatenate([emb_BxR, context_BxR], axis=-1)
+    carry, s_BxR = self.cell.step(dict(self.rec_params), carry,
+                                  read_BxI @ self.w_in + self.bias[None])
+    out_BxI = (jnp.concatenate([s_BxR, context_BxR], axis=-1)
+               if self.config.attention else s_BxR)
+    return carry, (out_BxI, weights_BxS)
 
-  def _keys(self, encoded_BxSxH):
+  def _keys(self, encoded_BxSxR):
     if not self.config.attention:
-      return encoded_BxSxH
-    return encoded_BxSxH @ self.att_k + self.att_b[None, None]
+      return encoded_BxSxR
+    return encoded_BxSxR @ self.att_k + self.att_b[None, None]
 
   def __call__(self, inputs_BxS, decoder_inputs_BxT, *, train: bool = False,
                decode: bool = False):
     """Teacher forcing: logits [B, T, V] of the next target token."""
     if decode:
       raise ValueError("rnn_encdec decodes with `generate`, not decode=True.")
-    carry, encoded_BxSxH = self.encode(inputs_BxS)
-    keys = self._keys(encoded_BxSxH)
-    emb_TxBxH = jnp.swapaxes(self.embedding[decoder_inputs_BxT], 0, 1)
-    step = lambda c, e: self._step(encoded_BxSxH, keys, c, e)
-    _, (out_TxBxR, weights_TxBxS) = jax.lax.scan(step, carry, emb_TxBxH)
+    carry, encoded_BxSxR = self.encode(inputs_BxS)
+    keys = self._keys(encoded_BxSxR)
+    emb_TxBxR = jnp.swapaxes(self.embedding[decoder_inputs_BxT], 0, 1)
+    step = lambda c, e: self._step(encoded_BxSxR, keys, c, e)
+    _, (out_TxBxI, weights_TxBxS) = jax.lax.scan(step, carry, emb_TxBxR)
     self.sow("intermediates", "attention_weights", jnp.swapaxes(weights_TxBxS, 0, 1))
-    out_BxTxR = self.dropout(jnp.swapaxes(out_TxBxR, 0, 1), deterministic=not train)
-    return out_BxTxR @ self.head_w + self.head_b[None, None]
+    out_BxTxI = self.dropout(jnp.swapaxes(out_TxBxI, 0, 1), deterministic=not train)
+    return out_BxTxI @ self.head_w + self.head_b[None, None]
 
   def generate(self, inputs_BxS, max_length: int, temperature: float = 0.0,
                rng=None, top_k: int = 0):
     """Decoding from BOS: tokens [B, max_length] int32, EOS after the first EOS
     (the loop of `seqjax.sampling`)."""
     sampling.check(temperature, top_k, rng)
-    carry, encoded_BxSxH = self.encode(inputs_BxS)
-    keys = self._keys(encoded_BxSxH)
+    carry, encoded_BxSxR = self.encode(inputs_BxS)
+    keys = self._keys(encoded_BxSxR)
 
     def step(carry, token_B):
-      carry, (out_BxR, _) = self._step(encoded_BxSxH, keys, carry,
+      carry, (out_BxI, _) = self._step(encoded_BxSxR, keys, carry,
                                        self.embedding[token_B])
-      return out_BxR @ self.head_w + self.head_b[None], carry
+      return out_BxI @ self.head_w + self.head_b[None], carry
 
-    bos_B = jnp.full((inputs_BxS.shape[0],), self.io.bos_id, jnp.int32)
-    logits_BxV, carry = step(carry, bos_B)
-    return sampling.decode_loop(step, carry, logits_BxV, max_length,
-                                temperature=temperature, top_k=top_k, rng=rng,
-                                eos_id=self.io.eos_id)
+    return sampling.sample_from_bos(
+        step, carry, inputs_BxS.shape[0], max_length, bos_id=self.io.bos_id,
+        eos_id=self.io.eos_id, temperature=temperature, top_k=top_k, rng=rng)

@@ -63,12 +63,12 @@ import jax.numpy as jnp
 
 from seqjax import configs
 from seqjax.errors import ConfigError
+from seqjax.interfaces import IOSpec
 from seqjax.models.common import SequenceModel
 from seqjax.models.linear_recurrence import SCANS
 from seqjax.models.linear_recurrence import carried
 from seqjax.models.linear_recurrence import fused_linear_scan
 from seqjax.models.linear_recurrence import linear_scan
-from seqjax.tasks.base import IOSpec
 
 
 def uniform_init(bound: float):

@@ -23,10 +23,10 @@ import jax.numpy as jnp
 
 from seqjax import configs
 from seqjax.errors import ConfigError
+from seqjax.interfaces import IOSpec
 from seqjax.models import attention
 from seqjax.models import positional
 from seqjax.models.common import SequenceModel
-from seqjax.tasks.base import IOSpec
 
 NORMS = ("pre", "post")
 POOLINGS = ("cls", "mean")
@@ -54,8 +54,7 @@ class AttentionModelConfig:
     if self.width % self.num_heads:
       raise ConfigError(f"model.width={self.width} must be divisible by "
                         f"model.num_heads={self.num_heads}.")
-    if not 0 <= self.dropout < 1:
-      raise ConfigError(f"model.dropout must be in [0, 1), got {self.dropout!r}.")
+    configs.check_probability("model", dropout=self.dropout)
     configs.check_choice("model", "norm", self.norm, NORMS)
     configs.check_choice("model", "attention_impl", self.attention_impl,
                          attention.IMPLEMENTATIONS)
@@ -63,10 +62,12 @@ class AttentionModelConfig:
       raise ConfigError(
           "model.attention_impl='cudnn' needs a GPU, but JAX runs on "
           f"{jax.default_backend()!r}; use 'xla' or 'blockwise'.")
-    positional_kind = getattr(self, "positional", "learned")
-    configs.check_choice("model", "positional", positional_kind,
-                         positional.POSITIONAL)
-    if positional_kind == "rope" and (self.width // self.num_heads) % 2:
+
+  def check_positional(self, kind: str) -> None:
+    """Refuses an unknown `model.positional`, or RoPE on an odd head dimension;
+    called by the configs that have the field (the ViT's table is learned)."""
+    configs.check_choice("model", "positional", kind, positional.POSITIONAL)
+    if kind == "rope" and (self.width // self.num_heads) % 2:
       raise ConfigError(
           "model.positional='rope' rotates pairs of dimensions: the head "
           f"dimension width / num_heads = {self.width // self.num_heads} must "
@@ -222,6 +223,7 @@ class TransformerConfig(AttentionModelConfig):
 
   def __post_init__(self):
     super().__post_init__()
+    self.check_positional(self.positional)
     configs.check_choice("model", "pooling", self.pooling, POOLINGS)
 
   def build(self, io: IOSpec) -> nn.Module:

@@ -17,7 +17,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from seqjax.errors import ConfigError
-from seqjax.tasks.base import IOSpec
+from seqjax.interfaces import IOSpec
 
 
 class TwoTower(nn.Module):

@@ -16,11 +16,11 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from seqjax.errors import ConfigError
+from seqjax.interfaces import IOSpec
 from seqjax.models import positional
 from seqjax.models.common import SequenceModel
 from seqjax.models.transformer import AttentionModelConfig
 from seqjax.models.transformer import PooledEncoder
-from seqjax.tasks.base import IOSpec
 
 
 def patchify(images_BxHxWxC, patch: int):

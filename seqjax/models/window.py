@@ -4,6 +4,9 @@ The output at position t is an MLP of the concatenated embeddings of positions
 t - k + 1 .. t (zeros before the start), so it is causal by construction and
 cannot use anything further back than k - 1 steps. It is the control of every
 long-dependency experiment: it must fail once the dependency is longer than k.
+
+Shapes (legend in seqjax.interfaces; W the window k): also J = W - 1, the past
+positions carried in the decoding cache.
 """
 
 import dataclasses
@@ -12,9 +15,8 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from seqjax import configs
-from seqjax.errors import ConfigError
+from seqjax.interfaces import IOSpec
 from seqjax.models.common import SequenceModel
-from seqjax.tasks.base import IOSpec
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,8 +30,7 @@ class WindowConfig:
   def __post_init__(self):
     configs.check_positive("model", width=self.width, window=self.window,
                            num_layers=self.num_layers)
-    if not 0 <= self.dropout < 1:
-      raise ConfigError(f"model.dropout must be in [0, 1), got {self.dropout!r}.")
+    configs.check_probability("model", dropout=self.dropout)
 
   def build(self, io: IOSpec) -> nn.Module:
     return SequenceModel(io=io, width=self.width, backbone=WindowMLP(self))
@@ -46,16 +47,16 @@ class WindowMLP(nn.Module):
   def __call__(self, x_BxLxD, *, train: bool = False, decode: bool = False):
     cfg, (batch, length, width) = self.config, x_BxLxD.shape
     past = cfg.window - 1
-    history_BxPxD = jnp.zeros((batch, past, width), x_BxLxD.dtype)
+    history_BxJxD = jnp.zeros((batch, past, width), x_BxLxD.dtype)
     if decode:
-      cache = self.variable("cache", "history", lambda: history_BxPxD)
-      history_BxPxD = cache.value
-    context = jnp.concatenate([history_BxPxD, x_BxLxD], axis=1)
+      cache = self.variable("cache", "history", lambda: history_BxJxD)
+      history_BxJxD = cache.value
+    context = jnp.concatenate([history_BxJxD, x_BxLxD], axis=1)
     if decode and not self.is_initializing():
       cache.value = context[:, context.shape[1] - past:]
-    windows_BxLxKD = jnp.concatenate(
+    windows_BxLxWD = jnp.concatenate(
         [context[:, i:i + length] for i in range(cfg.window)], axis=-1)
-    h = windows_BxLxKD
+    h = windows_BxLxWD
     for i in range(cfg.num_layers):
       h = nn.gelu(nn.Dense(cfg.width, name=f"hidden_{i}")(h))
       h = nn.Dropout(cfg.dropout, deterministic=not train)(h)

@@ -101,11 +101,6 @@ class Aan(datafiles.LabelledDataset):
     return base.IOSpec(kind="classify", length=2 * self.max_length,
                        output_size=2, input_vocab=datafiles.BYTE_VOCAB, pair=True)
 
-  @property
-  def chance(self) -> float:
-    labels = self._splits()["train"]["labels"]
-    return float(onp.bincount(labels, minlength=2).max() / len(labels))
-
   def data(self, split: str) -> dict:
     d = self._splits()[split]
     return dict(inputs=jnp.asarray(d["inputs"]), labels=jnp.asarray(d["labels"]))

@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 
 from seqjax import configs
+from seqjax.errors import ConfigError
 from seqjax.tasks import base
 
 
@@ -39,7 +40,7 @@ class Adding:
   def __post_init__(self):
     configs.check_positive("task", length=self.length)
     if self.length < 2:
-      raise configs.ConfigError(
+      raise ConfigError(
           f"task.length must be at least 2 (a marker in each half), got {self.length}.")
 
   @property

@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 
 from seqjax import configs
+from seqjax.errors import ConfigError
 from seqjax.tasks import base
 
 
@@ -52,7 +53,7 @@ class AssociativeRecall:
       problems.append(f"4 * task.num_pairs={4 * self.num_pairs} must be at most "
                       f"task.length={self.length}")
     if problems:
-      raise configs.ConfigError("; ".join(problems) + " (the Zoology generator's "
+      raise ConfigError("; ".join(problems) + " (the Zoology generator's "
                                 "conditions).")
 
   @property

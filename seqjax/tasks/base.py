@@ -1,73 +1,12 @@
-"""What every task provides, and the losses and metrics they share.
-
-Shape legend used across seqjax (shape suffixes, as in nanodo):
-  B batch, L sequence length, S source length, T target length, D model width,
-  V output size (vocabulary or regression dimension), F input features,
-  H attention heads, K head dimension.
-
-A task is a frozen dataclass whose fields are its config (`config.task`), with:
-  io       -> IOSpec: what the model reads and writes.
-  loss     -> "xent" (integer targets [B, L]) or "mse" (real targets [B, L, V]).
-  metric   -> name of the headline metric; `mode` "max" or "min" says which way is
-              better; `chance` is its chance level; `solved` the value that counts
-              as solving the task.
-  batch(key, batch_size) -> dict of arrays, a pure function of the key, traceable
-              under jit so it runs on the device. Keys: `inputs` [B, L] int32 or
-              [B, L, F] float32; `targets`; `mask` [B, L] float32, the loss weight
-              of each position. Sequence-to-sequence tasks add `decoder_inputs`
-              [B, T] (the shifted targets, teacher forcing). A task that scores a
-              few known positions per row adds `positions` [B, P] int32 (every
-              position with weight in `mask` among them): the train and eval
-              steps then compute logits and loss there only (`scored`).
-  metrics(outputs, batch) -> dict of scalar metrics of one batch, `loss` included.
-Optional:
-  data(split), sample(data, key, batch_size), examples(data, index_B) -> a dataset
-              task: the arrays of split "train", "eval" or "test"; a batch drawn
-              with replacement (training); the batch of the given examples
-              (evaluation passes over a split in order, every example once).
-  baselines -> {name: {"value", "metric", "what"}}: informed baselines beside the
-              uniform `chance`, each the value of `metric` that a stated simple
-              strategy reaches (`what`). `describe` reads them.
+"""The losses and metrics tasks share. What a task provides (`Task` and its
+optional members) and `IOSpec` are declared in `seqjax.interfaces`; the shape
+legend is there too.
 """
-
-import dataclasses
 
 import jax
 import jax.numpy as jnp
 
-KINDS = ("lm", "classify", "seq2seq", "autoencode")
-
-
-@dataclasses.dataclass(frozen=True)
-class IOSpec:
-  """What a model must read and write for a task.
-
-  Attributes:
-    kind: "lm" (an output per position, causal models), "classify" (one label per
-      sequence, read at the last position), "seq2seq" (source and target) or
-      "autoencode" (inputs [B, L, F] -> outputs [B, T, V], reconstruction).
-    length: input length L (the source length S for seq2seq).
-    output_size: V, logits per position, or the regression dimension.
-    input_vocab: number of input token ids, or None for real-valued inputs.
-    input_features: F for real-valued inputs [B, L, F], else None.
-    target_length: T for seq2seq and autoencode.
-    bos_id, eos_id: begin and end tokens of seq2seq targets.
-    eval_lengths: other input lengths the model is also evaluated at (the
-      task's `eval_sets`), so a model can refuse lengths it cannot read.
-    pair: classify a pair of documents (LRA Retrieval): inputs [B, L] hold
-      document 1 in the first L/2 positions and document 2 in the rest; a model
-      encodes each separately (seqjax.models.two_tower).
-  """
-  kind: str
-  length: int
-  output_size: int
-  input_vocab: int | None = None
-  input_features: int | None = None
-  target_length: int | None = None
-  bos_id: int | None = None
-  eos_id: int | None = None
-  eval_lengths: tuple[int, ...] = ()
-  pair: bool = False
+from seqjax.interfaces import IOSpec  # tasks build theirs as `base.IOSpec(...)`
 
 
 def scored(positions_BxP, batch: dict) -> dict:
@@ -87,16 +26,30 @@ def last_positions(batch_size: int, length: int, count: int):
                           (batch_size, count))
 
 
+def token_nll(logits_BxLxV, targets_BxL):
+  """The negative log-likelihood of each target token [B, L], in float32."""
+  logp = jax.nn.log_softmax(logits_BxLxV.astype(jnp.float32))
+  return -jnp.take_along_axis(logp, targets_BxL[..., None], axis=-1)[..., 0]
+
+
+def squared_error(outputs_BxLxV, targets_BxLxV):
+  """The squared error of each position [B, L], summed over V, in float32."""
+  return jnp.sum(
+      jnp.square(outputs_BxLxV.astype(jnp.float32) - targets_BxLxV), axis=-1)
+
+
+# The per-position loss of each task `loss` kind; the loss is their mean at the mask.
+PER_POSITION = {"xent": token_nll, "mse": squared_error}
+
+
 def cross_entropy(logits_BxLxV, targets_BxL, mask_BxL):
   """Mean token cross-entropy over the positions with weight in `mask`."""
-  logp = jax.nn.log_softmax(logits_BxLxV.astype(jnp.float32))
-  nll_BxL = -jnp.take_along_axis(logp, targets_BxL[..., None], axis=-1)[..., 0]
+  nll_BxL = token_nll(logits_BxLxV, targets_BxL)
   return jnp.sum(nll_BxL * mask_BxL) / jnp.maximum(jnp.sum(mask_BxL), 1.0)
 
 
 def mean_squared_error(outputs_BxLxV, targets_BxLxV, mask_BxL):
-  err_BxL = jnp.sum(
-      jnp.square(outputs_BxLxV.astype(jnp.float32) - targets_BxLxV), axis=-1)
+  err_BxL = squared_error(outputs_BxLxV, targets_BxLxV)
   return jnp.sum(err_BxL * mask_BxL) / jnp.maximum(jnp.sum(mask_BxL), 1.0)
 
 

@@ -104,11 +104,6 @@ class Cifar10(datafiles.LabelledDataset):
     return base.IOSpec(kind="classify", length=1024, output_size=10,
                        input_vocab=256)
 
-  @property
-  def chance(self) -> float:
-    labels = self._splits()["train"]["labels"]
-    return float(onp.bincount(labels, minlength=10).max() / len(labels))
-
   def data(self, split: str) -> dict:
     d = self._splits()[split]
     return dict(inputs=jnp.asarray(d["inputs"]), labels=jnp.asarray(d["labels"]))

@@ -84,6 +84,18 @@ class LabelledDataset:
   def batch(self, key, batch_size: int):
     return self.sample(self.data("train"), key, batch_size)
 
+  @property
+  def chance(self) -> float:
+    """The share of the most frequent training label: the accuracy of always
+    guessing it."""
+    labels = self.train_labels()
+    return float(onp.bincount(labels, minlength=self.io.output_size).max()
+                 / len(labels))
+
+  def train_labels(self):
+    """The labels [N] of the training split, as stored."""
+    return self._splits()["train"]["labels"]
+
   def metrics(self, logits_BxLxV, batch):
     out = base.scored_metrics(logits_BxLxV, batch)
     del out["sequence_accuracy"]  # one scored position: the same as accuracy

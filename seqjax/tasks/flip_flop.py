@@ -27,6 +27,7 @@ import jax
 import jax.numpy as jnp
 
 from seqjax import configs
+from seqjax.errors import ConfigError
 from seqjax.tasks import base
 
 WRITE, READ, IGNORE, BIT0 = 0, 1, 2, 3
@@ -50,11 +51,11 @@ class FlipFlop:
   def __post_init__(self):
     configs.check_positive("task", num_instructions=self.num_instructions)
     if self.num_instructions < 2:
-      raise configs.ConfigError(
+      raise ConfigError(
           f"task.num_instructions={self.num_instructions} must be at least 2 "
           "(a first write and a last read).")
     if not 0 <= self.p_ignore < 1:
-      raise configs.ConfigError(
+      raise ConfigError(
           f"task.p_ignore must be in [0, 1), got {self.p_ignore!r}.")
     configs.check_choice("task", "score", self.score, ("reads", "all"))
 

@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 
 from seqjax import configs
+from seqjax.errors import ConfigError
 from seqjax.tasks import base
 
 
@@ -38,12 +39,12 @@ class InductionHeads:
     object.__setattr__(self, "eval_lengths", tuple(self.eval_lengths))
     configs.check_positive("task", length=self.length, vocab=self.vocab)
     if self.length < 3 or self.vocab < 3:
-      raise configs.ConfigError(
+      raise ConfigError(
           f"task.length={self.length} and task.vocab={self.vocab} must both be "
           "at least 3.")
     for n in self.eval_lengths:
       if not isinstance(n, int) or n < 3:
-        raise configs.ConfigError(
+        raise ConfigError(
             f"task.eval_lengths={self.eval_lengths}: every length must be an "
             "integer of at least 3.")
 

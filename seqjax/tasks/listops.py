@@ -43,6 +43,7 @@ import jax.numpy as jnp
 import numpy as onp
 
 from seqjax import configs
+from seqjax.errors import ConfigError
 from seqjax.tasks import base
 from seqjax.tasks import datafiles
 
@@ -107,8 +108,8 @@ def tokenize(source: str) -> list[int]:
   words = source.replace("(", " ").replace(")", " ").split()
   unknown = sorted({w for w in words if w not in TOKEN_ID})
   if unknown:
-    raise ValueError(f"ListOps source has unknown tokens {unknown}; known: "
-                     f"{' '.join(VOCAB[1:])}.")
+    raise ConfigError(f"ListOps source has unknown tokens {unknown}; known: "
+                      f"{' '.join(VOCAB[1:])}.")
   return [TOKEN_ID[w] for w in words]
 
 
@@ -158,14 +159,14 @@ class ListOps(datafiles.LabelledDataset):
         num_train=self.num_train, num_valid=self.num_valid, num_test=self.num_test)
     configs.check_choice("task", "padding", self.padding, ("left", "right"))
     if self.max_args < 2:
-      raise configs.ConfigError(f"task.max_args={self.max_args} must be at least 2.")
+      raise ConfigError(f"task.max_args={self.max_args} must be at least 2.")
     if not 0 <= self.min_length < self.max_length - 1:
-      raise configs.ConfigError(
+      raise ConfigError(
           f"task.min_length={self.min_length} must be >= 0 and leave room below "
           f"task.max_length={self.max_length} (lengths are strictly between).")
     longest = max_tree_length(self.max_depth, self.max_args)
     if self.min_length >= longest - 1:
-      raise configs.ConfigError(
+      raise ConfigError(
           f"task.min_length={self.min_length} leaves no room: the longest tree "
           f"of depth {self.max_depth} with {self.max_args} arguments has "
           f"{longest} tokens.")
@@ -173,7 +174,7 @@ class ListOps(datafiles.LabelledDataset):
       missing = [f for f in TSV_FILES.values()
                  if not os.path.exists(os.path.join(self.tsv_dir, f))]
       if missing:
-        raise configs.ConfigError(
+        raise ConfigError(
             f"task.tsv_dir={self.tsv_dir!r} lacks {', '.join(missing)} (the LRA "
             "ListOps files).")
 
@@ -181,11 +182,6 @@ class ListOps(datafiles.LabelledDataset):
   def io(self) -> base.IOSpec:
     return base.IOSpec(kind="classify", length=self.max_length, output_size=10,
                        input_vocab=len(VOCAB))
-
-  @property
-  def chance(self) -> float:
-    labels = self._splits()["train"]["labels"]
-    return float(onp.bincount(labels, minlength=10).max() / len(labels))
 
   def cache_path(self) -> str:
     name = (f"v{FORMAT}_seed{self.data_seed}_n{self.num_train}-{self.num_valid}-"

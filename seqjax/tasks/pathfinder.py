@@ -61,6 +61,7 @@ import jax.numpy as jnp
 import numpy as onp
 
 from seqjax import configs
+from seqjax.errors import ConfigError
 from seqjax.tasks import base
 from seqjax.tasks import datafiles
 
@@ -323,7 +324,7 @@ class Pathfinder(datafiles.LabelledDataset):
     configs.check_positive("task", num_train=self.num_train,
                            num_valid=self.num_valid, num_test=self.num_test)
     if not 3 <= self.contour_length <= 20:
-      raise configs.ConfigError(
+      raise ConfigError(
           f"task.contour_length={self.contour_length} must be in 3..20 dashes "
           "(LRA: 6, 9 or 14).")
 
@@ -331,11 +332,6 @@ class Pathfinder(datafiles.LabelledDataset):
   def io(self) -> base.IOSpec:
     return base.IOSpec(kind="classify", length=self.resolution ** 2,
                        output_size=2, input_vocab=256)
-
-  @property
-  def chance(self) -> float:
-    labels = self._splits()["train"]["labels"]
-    return float(onp.bincount(labels, minlength=2).max() / len(labels))
 
   @property
   def num_distractors(self) -> int:

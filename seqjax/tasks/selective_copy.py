@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 
 from seqjax import configs
+from seqjax.errors import ConfigError
 from seqjax.tasks import base
 
 
@@ -39,10 +40,10 @@ class SelectiveCopy:
     configs.check_positive("task", length=self.length,
                            num_tokens=self.num_tokens, vocab=self.vocab)
     if self.vocab < 3:
-      raise configs.ConfigError(
+      raise ConfigError(
           f"task.vocab={self.vocab} must be at least 3 (blank, a symbol, marker).")
     if self.length < 2 * self.num_tokens:
-      raise configs.ConfigError(
+      raise ConfigError(
           f"task.length={self.length} must be at least 2 * task.num_tokens="
           f"{2 * self.num_tokens} (a region holding the symbols, then the markers).")
 

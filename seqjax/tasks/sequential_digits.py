@@ -30,6 +30,7 @@ import jax.numpy as jnp
 import numpy as onp
 
 from seqjax import configs
+from seqjax.errors import ConfigError
 from seqjax.tasks import base
 from seqjax.tasks import datafiles
 
@@ -71,11 +72,11 @@ class SequentialDigits(datafiles.LabelledDataset):
     configs.check_positive("task", valid_size=self.valid_size,
                            test_size=self.test_size)
     if self.valid_size + self.test_size >= 1797 - 10:
-      raise configs.ConfigError(
+      raise ConfigError(
           f"task.valid_size + task.test_size = {self.valid_size + self.test_size}"
           " leaves too few of the 1,797 images for training.")
     if self.permute and self.layout == "patches":
-      raise configs.ConfigError(
+      raise ConfigError(
           "task.permute=True needs task.layout='pixels'; patches of permuted "
           "pixels are not image patches.")
 
@@ -87,10 +88,8 @@ class SequentialDigits(datafiles.LabelledDataset):
     return base.IOSpec(kind="classify", length=IMAGE * IMAGE, output_size=10,
                        input_features=1)
 
-  @property
-  def chance(self) -> float:
-    labels = self._splits()["train"][1]
-    return float(onp.bincount(labels, minlength=10).max() / len(labels))
+  def train_labels(self):
+    return self._splits()["train"][1]
 
   def _splits(self) -> dict:
     return load_splits(self.split_seed, self.valid_size, self.test_size)

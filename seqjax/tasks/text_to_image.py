@@ -42,7 +42,7 @@ import numpy as onp
 
 from seqjax import checkpoints
 from seqjax import dvae_codec
-from seqjax import workdir as workdir_lib
+from seqjax import run_files
 from seqjax.errors import ConfigError
 from seqjax.tasks import base
 from seqjax.tasks import sequential_digits
@@ -115,7 +115,7 @@ def caption_table() -> onp.ndarray:
 @functools.lru_cache(maxsize=4)
 def tokenizer_config(run: str) -> dict:
   """The config of tokenizer run `run` (a `vqvae_digits` run), checked."""
-  config = workdir_lib.read_json(os.path.join(run, "config.json"))
+  config = run_files.read_json(os.path.join(run, "config.json"))
   if config is None or config["task"]["name"] != "vqvae_digits":
     raise ConfigError(
         f"task.tokenizer_run={run!r} is not a vqvae_digits run (no config.json "
