@@ -2,6 +2,7 @@
 
 import os
 import sys
+import tempfile
 
 from absl import logging
 import jax
@@ -12,6 +13,20 @@ sys.path.insert(0, ROOT)
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
 logging.set_verbosity(logging.WARNING)
+
+# One persistent compilation cache for the whole test session, shared by the
+# xdist workers and the launcher subprocesses the tests start (they inherit
+# the environment): the same tiny programs are compiled once, not in every
+# test. A cached executable is the program compiled before, so no number
+# changes; a sweep given JAX_COMPILATION_CACHE_DIR uses it instead of its own.
+_CACHE = os.path.join(
+    tempfile.gettempdir(),
+    f"seqjax-test-jax-cache-{os.environ.get('PYTEST_XDIST_TESTRUNUID', os.getpid())}")
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", _CACHE)
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+jax.config.update("jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE_DIR"])
+jax.config.update("jax_persistent_cache_min_compile_time_secs",
+                  float(os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"]))
 
 
 @pytest.fixture
