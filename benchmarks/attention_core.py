@@ -9,7 +9,6 @@ Prints one JSON line: median and min ms per implementation, and the largest
 difference of the outputs from jax's.
 """
 
-import json
 import statistics
 import time
 
@@ -18,6 +17,7 @@ from absl import flags
 import jax
 import jax.numpy as jnp
 
+from benchmarks import machine
 from seqjax.models import attention
 
 _BATCH = flags.DEFINE_integer("batch", 32, "Batch size.")
@@ -29,6 +29,7 @@ _STEPS = flags.DEFINE_integer("steps", 20, "Timed steps.")
 
 def main(argv):
   del argv
+  machine.setup()
   shape = (_BATCH.value, _LENGTH.value, _HEADS.value, _DIM.value)
   q, k, v, g = (jax.random.normal(key, shape)
                 for key in jax.random.split(jax.random.key(0), 4))
@@ -61,7 +62,7 @@ def main(argv):
     result[name] = dict(
         ms=1e3 * statistics.median(t), min_ms=1e3 * min(t),
         max_abs_diff_from_jax=float(jnp.max(jnp.abs(impls[name](q, k, v) - want))))
-  print(json.dumps(result))
+  machine.emit(result)
 
 
 if __name__ == "__main__":

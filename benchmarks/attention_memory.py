@@ -13,7 +13,6 @@ points are compiled only, so a quadratic path cannot exhaust a shared machine.
 Prints one JSON line per point.
 """
 
-import json
 import resource
 import subprocess
 import sys
@@ -23,6 +22,7 @@ from absl import app
 from absl import flags
 import jax
 
+from benchmarks import machine
 from benchmarks import step_time
 from seqjax import train
 
@@ -65,13 +65,14 @@ def measure(impl: str, length: int) -> dict:
 
 def main(argv):
   del argv
+  machine.setup()
   if _POINT.value:
     impl, length = _POINT.value.split(":")
-    print(json.dumps(measure(impl, int(length))))
+    machine.emit(measure(impl, int(length)))
     return
   passthrough = [f"--{k}={FLAGS[k].value}" for k in
                  ("width", "layers", "vocab", "heads", "block_size",
-                  "run_limit_gib")]
+                  "run_limit_gib", "isa")]
   for length in map(int, _LENGTHS.value):
     for impl in _IMPLS.value:
       proc = subprocess.run(
@@ -79,8 +80,10 @@ def main(argv):
            f"--point={impl}:{length}", *passthrough],
           capture_output=True, text=True, check=False)
       lines = [l for l in proc.stdout.splitlines() if l.startswith("{")]
-      print(lines[-1] if lines else json.dumps(
-          dict(impl=impl, length=length, error=proc.stderr[-500:])), flush=True)
+      if lines:
+        print(lines[-1], flush=True)
+      else:
+        machine.emit(dict(impl=impl, length=length, error=proc.stderr[-500:]))
 
 
 if __name__ == "__main__":

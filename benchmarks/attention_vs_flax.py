@@ -15,13 +15,13 @@ torch is installed (it is never a dependency of seqjax). Prints one JSON line.
 """
 
 import dataclasses
-import json
 
 from absl import app
 from absl import flags
 import flax.linen as nn
 import jax.numpy as jnp
 
+from benchmarks import machine
 from benchmarks import step_time
 from seqjax.models import positional
 from seqjax.models.common import SequenceModel
@@ -81,6 +81,7 @@ def torch_step(batch, length, width, layers, vocab):
 
 def main(argv):
   del argv
+  machine.setup()
   b, l, d, n, v = FLAGS.batch, FLAGS.length, FLAGS.width, FLAGS.layers, FLAGS.vocab
   ours_cfg = step_time.model_section(
       "transformer", d, n, f"num_heads={d // 64},mlp_ratio=4,norm=pre,"
@@ -93,7 +94,7 @@ def main(argv):
   result = step_time.compare(
       {"seqjax": step_time.jax_step(ours), "flax_mha": step_time.jax_step(theirs)},
       torch, FLAGS.steps, batch=b, length=l, width=d, layers=n, heads=d // 64)
-  print(json.dumps(result))
+  machine.emit(result)
 
 
 if __name__ == "__main__":

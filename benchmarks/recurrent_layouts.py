@@ -16,7 +16,6 @@ backward), the rate of one such product as a single big matmul on this machine
 (`matmul_gflops`), and the time the work would take at that rate.
 """
 
-import json
 import statistics
 import time
 
@@ -25,6 +24,7 @@ from absl import flags
 import jax
 import jax.numpy as jnp
 
+from benchmarks import machine
 from seqjax.models import recurrent
 
 _BATCH = flags.DEFINE_integer("batch", 32, "Batch size.")
@@ -94,6 +94,7 @@ def custom_vjp_layer(params, x_BxLxD, chunk):
 
 def main(argv):
   del argv
+  machine.setup()
   b, l, d = _BATCH.value, _LENGTH.value, _WIDTH.value
   x, g = (jax.random.normal(k, (b, l, d)) for k in jax.random.split(jax.random.key(0), 2))
   cell = recurrent.LSTMConfig().cell()
@@ -136,7 +137,7 @@ def main(argv):
                for a, r in zip(jax.tree_util.tree_leaves(grads[name]), ref))
     result[name] = dict(ms=1e3 * statistics.median(t), min_ms=1e3 * min(t),
                         max_grad_diff=diff)
-  print(json.dumps(result))
+  machine.emit(result)
 
 
 if __name__ == "__main__":

@@ -17,13 +17,13 @@ Prints one JSON line per model with the medians and the ratios other / ours
 """
 
 import dataclasses
-import json
 
 from absl import app
 from absl import flags
 import flax.linen as nn
 import jax
 
+from benchmarks import machine
 from benchmarks import step_time
 from seqjax.models.common import SequenceModel
 
@@ -72,6 +72,7 @@ def torch_step(name, batch, length, width, layers, vocab):
 
 def main(argv):
   del argv
+  machine.setup()
   for name in ("lstm", "gru"):
     section = step_time.model_section(name, F.width, F.layers, F.model_args)
     ours = step_time.experiment(section, F.length, F.vocab, F.batch)
@@ -85,7 +86,7 @@ def main(argv):
         torch, F.steps, model=name, batch=F.batch, length=F.length, width=F.width,
         layers=F.layers, model_args=F.model_args, steps=F.steps,
         device=jax.devices()[0].device_kind)
-    print(json.dumps(result))
+    machine.emit(result)
 
 
 if __name__ == "__main__":

@@ -24,6 +24,8 @@ from seqjax.tasks.base import cross_entropy
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
 import step_time  # pylint: disable=g-import-not-at-top,wrong-import-position
 
+machine = step_time.machine  # one instance of its flags, however this file is run
+
 # The flags are step_time's own (--model, --batch, --length, --width, --layers,
 # --model_args); this script adds none.
 F = flags.FLAGS
@@ -44,19 +46,19 @@ def residual_mb(model_args: str) -> float:
 
 def main(argv):
   del argv
+  machine.setup()
   for remat in ("false", "true"):
     model_args = ",".join(filter(None, [F.model_args, f"remat={remat}"]))
     cmd = [sys.executable, step_time.__file__, f"--model={F.model}",
            f"--batch={F.batch}", f"--length={F.length}",
            f"--width={F.width}", f"--layers={F.layers}", "--steps=2",
-           f"--model_args={model_args}"]
+           f"--model_args={model_args}", f"--isa={F.isa}"]
     timed = json.loads(subprocess.run(cmd, capture_output=True, text=True,
                                       check=True).stdout.strip().splitlines()[-1])
-    print(json.dumps(dict(remat=remat, residual_mb=residual_mb(model_args),
-                          temp_mb=timed["temp_mb"], peak_rss_mb=timed["peak_rss_mb"],
-                          step_time_ms=timed["step_time_ms"], model=F.model,
-                          length=F.length, layers=F.layers,
-                          width=F.width)))
+    machine.emit(dict(remat=remat, residual_mb=residual_mb(model_args),
+                      temp_mb=timed["temp_mb"], peak_rss_mb=timed["peak_rss_mb"],
+                      step_time_ms=timed["step_time_ms"], model=F.model,
+                      length=F.length, layers=F.layers, width=F.width))
 
 
 if __name__ == "__main__":

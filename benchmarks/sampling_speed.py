@@ -10,7 +10,6 @@ reported separately); sampling time is the median of --repeats runs. Also checks
 that both draw the same images. Prints one JSON line per (cache, temperature).
 """
 
-import json
 import statistics
 import time
 
@@ -19,6 +18,7 @@ from absl import flags
 import jax
 import numpy as onp
 
+from benchmarks import machine
 from seqjax import experiment
 from seqjax import generation
 from seqjax.tasks import text_to_image as t2i
@@ -30,6 +30,7 @@ _REPEATS = flags.DEFINE_integer("repeats", 3, "Timed draws (median).")
 
 def main(argv):
   del argv
+  machine.setup()
   restored = experiment.load(_WORKDIR.value)
   task = restored.task
   ids = onp.stack([t2i.encode_caption(t2i.captions(i % 10)[i // 10 % 12])
@@ -49,11 +50,11 @@ def main(argv):
         times.append(time.perf_counter() - t0)
       drawn[cache] = onp.asarray(tokens)
       sample_s = statistics.median(times)
-      print(json.dumps(dict(
+      machine.emit(dict(
           kv_cache=cache, temperature=temperature, images=_IMAGES.value,
           compile_s=round(compile_s, 3), sample_s=round(sample_s, 4),
           tokens_per_s=round(tokens.size / sample_s),
-          same_as_cached=bool((drawn[cache] == drawn[True]).all()))), flush=True)
+          same_as_cached=bool((drawn[cache] == drawn[True]).all())))
 
 
 if __name__ == "__main__":

@@ -11,7 +11,6 @@ interleaved, median of --steps after compilation.
 Prints one JSON line: ms per step each way and their ratio.
 """
 
-import json
 import statistics
 import time
 
@@ -20,6 +19,7 @@ from absl import flags
 import jax
 import ml_collections
 
+from benchmarks import machine
 from seqjax import configs
 from seqjax import models
 from seqjax import parallel
@@ -37,6 +37,7 @@ _STEPS = flags.DEFINE_integer("steps", 10, "Timed steps per way.")
 
 def main(argv):
   del argv
+  machine.setup()
   config = ml_collections.ConfigDict()
   config.task = tasks.task_config("associative_recall", length=_LENGTH.value,
                                   num_pairs=_PAIRS.value, vocab=_VOCAB.value)
@@ -63,11 +64,11 @@ def main(argv):
       jax.block_until_ready((states[way], metrics))
       times[way].append(1e3 * (time.perf_counter() - t0))
   ms = {way: statistics.median(t) for way, t in times.items()}
-  print(json.dumps(dict(
+  machine.emit(dict(
       model=_MODEL.value, vocab=_VOCAB.value, length=_LENGTH.value,
       pairs=_PAIRS.value, batch=_BATCH.value, width=_WIDTH.value,
       scored_ms=round(ms["scored"], 2), full_ms=round(ms["full"], 2),
-      full_over_scored=round(ms["full"] / ms["scored"], 2))))
+      full_over_scored=round(ms["full"] / ms["scored"], 2)))
 
 
 if __name__ == "__main__":

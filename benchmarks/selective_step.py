@@ -14,11 +14,11 @@ time, parameters, and the median over the LSTM's (`over_lstm`, < 1: faster than
 the LSTM) when the LSTM is among them.
 """
 
-import json
 
 from absl import app
 from absl import flags
 
+from benchmarks import machine
 from benchmarks import step_time
 
 F = flags.FLAGS  # step_time's flags: --batch --length --width --layers --vocab --steps
@@ -41,6 +41,7 @@ def steps(entries, width, layers, length, vocab, batch) -> dict:
 
 def main(argv):
   del argv
+  machine.setup()
   fns = steps(_MODELS.value, F.width, F.layers, F.length, F.vocab, F.batch)
   result = step_time.interleaved(fns, F.steps)
   lstm = result.get("lstm", {}).get("step_time_ms")
@@ -49,7 +50,7 @@ def main(argv):
                layers=F.layers, vocab=F.vocab)
     if lstm:
       row["over_lstm"] = row["step_time_ms"] / lstm
-    print(json.dumps(row))
+    machine.emit(row)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ the settings.
 """
 
 import dataclasses
-import json
 import resource
 import statistics
 import time
@@ -22,6 +21,10 @@ from absl import flags
 import jax
 import jax.numpy as jnp
 
+try:
+  from benchmarks import machine
+except ImportError:  # run as a file: python benchmarks/step_time.py
+  import machine  # pylint: disable=g-import-not-at-top
 from seqjax import configs
 from seqjax import models
 from seqjax import parallel
@@ -188,6 +191,7 @@ def compare(step_fns: dict, torch_step, num_steps: int, **result) -> dict:
 
 def main(argv):
   del argv
+  machine.setup()
   model_cfg = model_section(_MODEL.value, _WIDTH.value, _LAYERS.value,
                             _MODEL_ARGS.value)
   exp = experiment(model_cfg, _LENGTH.value, _VOCAB.value, _BATCH.value)
@@ -195,7 +199,7 @@ def main(argv):
   result.update(model=_MODEL.value, batch=_BATCH.value, length=_LENGTH.value,
                 width=_WIDTH.value, layers=_LAYERS.value, vocab=_VOCAB.value,
                 model_args=_MODEL_ARGS.value)
-  print(json.dumps(result))
+  machine.emit(result)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,6 @@ Prints one JSON line per way: wall time, trial-steps per second, and the mean
 compile time of a train step (from each trial's summary.json).
 """
 
-import json
 import os
 import shutil
 import subprocess
@@ -26,6 +25,7 @@ import time
 from absl import app
 from absl import flags
 
+from benchmarks import machine
 from seqjax import sweep
 from seqjax import run_files
 
@@ -85,6 +85,7 @@ def run(path: str, workdir: str, *extra: str) -> dict:
 
 def main(argv):
   del argv
+  machine.setup()
   directory = tempfile.mkdtemp(prefix="sweep_throughput_")
   try:
     path = sweep_file(directory)
@@ -92,10 +93,8 @@ def main(argv):
     for name, extra in (("per_trial", ["--group_size=1"]), ("grouped", [])):
       # per_trial is the runner before trial groups: no compilation cache either.
       os.environ["JAX_COMPILATION_CACHE_DIR"] = "" if name == "per_trial" else cache
-      print(json.dumps(dict(way=name, **run(path, os.path.join(directory, name),
-                                            *extra))), flush=True)
-    print(json.dumps(dict(way="rerun", **run(path, os.path.join(directory, "rerun")))),
-          flush=True)
+      machine.emit(dict(way=name, **run(path, os.path.join(directory, name), *extra)))
+    machine.emit(dict(way="rerun", **run(path, os.path.join(directory, "rerun"))))
   finally:
     shutil.rmtree(directory, ignore_errors=True)
 

@@ -20,7 +20,6 @@ JSON line per task: batch, length, generator_ms, step_ms, ratio (generator / ste
 """
 
 import importlib.util
-import json
 import os
 import statistics
 import time
@@ -30,6 +29,7 @@ from absl import flags
 import jax
 import numpy as onp
 
+from benchmarks import machine
 from benchmarks import step_time
 from seqjax import train
 from seqjax.errors import ConfigError
@@ -119,9 +119,9 @@ def time_pathfinder_generation(num: int) -> None:
     pathfinder.generate(0, num, resolution, task.contour_length,
                         task.num_distractors, task.distractor_length)
     seconds = time.perf_counter() - t0
-    print(json.dumps(dict(generator="pathfinder", resolution=resolution,
-                          images=num, seconds=round(seconds, 2),
-                          images_per_s=round(num / seconds, 1))), flush=True)
+    machine.emit(dict(generator="pathfinder", resolution=resolution,
+                      images=num, seconds=round(seconds, 2),
+                      images_per_s=round(num / seconds, 1)))
 
 
 def time_generator(exp: train.Experiment, steps: int) -> float:
@@ -155,6 +155,7 @@ def time_train_step(exp: train.Experiment, steps: int) -> float:
 
 def main(argv):
   del argv
+  machine.setup()
   if _GENERATION.value:
     time_pathfinder_generation(_GENERATION.value)
   lra_dirs = _LRA_DIRS.value
@@ -166,7 +167,7 @@ def main(argv):
       config = config_of(name, _QUICK.value, _MODEL.value, lra_dirs)
       exp = train.build(adjust(config, _BATCH_SIZE.value, task_args))
     except ConfigError as e:
-      print(json.dumps(dict(task=name, error=str(e))))
+      machine.emit(dict(task=name, error=str(e)))
       continue
     gen_ms = time_generator(exp, _STEPS.value)
     try:
@@ -174,13 +175,13 @@ def main(argv):
     except (TypeError, ValueError) as e:  # a model that cannot serve this task
       step_ms = None
       print(f"# {name}: no train step with {_MODEL.value}: {type(e).__name__}")
-    print(json.dumps(dict(
+    machine.emit(dict(
         task=name, quick=_QUICK.value, model=_MODEL.value,
         batch=exp.train.batch_size, length=exp.task.io.length,
         generator_ms=round(gen_ms, 3),
         step_ms=None if step_ms is None else round(step_ms, 2),
         ratio=None if step_ms is None else round(gen_ms / step_ms, 5),
-        device=jax.devices()[0].device_kind)), flush=True)
+        device=jax.devices()[0].device_kind))
 
 
 if __name__ == "__main__":

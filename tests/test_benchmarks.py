@@ -3,6 +3,7 @@ reads from them (speed itself is never asserted in tests)."""
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -78,3 +79,19 @@ def test_scored_positions():
   (row,) = run("benchmarks.scored_positions", "--vocab=64", "--length=16",
                "--pairs=2", "--batch=2", "--width=8", "--steps=1")
   assert row["scored_ms"] > 0 and row["full_ms"] > 0
+
+
+def test_matmul():
+  rows = run("benchmarks.matmul", "--rows=64", "--width=8", "--steps=1")
+  assert len(rows) == 4 * 3 + 1 and rows[-1]["shape"] == "lstm_step"
+  for row in rows:
+    assert row["jax"]["ms"] > 0 and row["xla_kernel"] in ("ynn", "eigen")
+    assert row["machine"]["cpu"]["cores"] > 0 and row["machine"]["isa"] == "native"
+
+
+@pytest.mark.skipif(shutil.which("nm") is None, reason="--isa=avx2 reads jaxlib's symbols with nm")
+def test_emulated_avx2():
+  (row, *_) = run("benchmarks.matmul", "--rows=64", "--width=8", "--steps=1",
+                  "--isa=avx2")
+  assert row["machine"]["isa"] == "avx2" and row["machine"]["emulated"]
+  assert "--xla_cpu_max_isa=AVX2" in row["machine"]["xla_flags"]
