@@ -65,12 +65,6 @@ VERDICTS = {  # fixed before any result was seen
             "at the smallest width is below attention's and grows with width",
 }
 
-_WORKDIR = flags.DEFINE_string("workdir", "runs/reproduce",
-                               "The folder holding one sweep per claim.")
-_READS = flags.DEFINE_integer("reads", 20000,
-                              "Flip-flop: reads counted per evaluation set, at least.")
-
-
 def points(claim_dir: str) -> list[dict]:
   """The report's points of a claim's sweep (one task per claim)."""
   (data,) = report.aggregate(claim_dir).values()
@@ -305,10 +299,16 @@ def write(workdir: str, min_reads: int) -> dict:
 
 def main(argv):
   del argv
-  out = write(_WORKDIR.value, _READS.value)
+  out = write(flags.FLAGS.workdir, flags.FLAGS.reads)
   for claim, row in out.items():
     print(f"{claim}: {row['verdict']}\n  {row['ours']}")
 
 
 if __name__ == "__main__":
+  # Defined here, not on import: launch.py defines --workdir too, and both may
+  # be imported in one process (the tests do).
+  flags.DEFINE_string("workdir", "runs/reproduce",
+                      "The folder holding one sweep per claim.")
+  flags.DEFINE_integer("reads", 20000,
+                       "Flip-flop: reads counted per evaluation set, at least.")
   app.run(main)

@@ -701,7 +701,12 @@ class _Program:
       for i in range(start, tc.steps):
         if stop["signal"] is not None or not active():
           break
-        metrics = self._step(batch_fn(jax.device_put(i)), starts <= i)
+        # Making the batch places its key and index on the mesh (on several
+        # devices or hosts, a copy JAX makes when the generator runs): allowed;
+        # the step itself moves nothing.
+        with jax.transfer_guard("allow"):
+          batch = batch_fn(jax.device_put(i))
+        metrics = self._step(batch, starts <= i)
         self.loop_steps += 1
         if pending is not None:
           fetch(*pending)
