@@ -4,14 +4,14 @@
       --layers=1 --vocab=16 --steps=10 \
       [--models=lstm,gru,lru:sequential,lru:parallel,mamba:parallel,...]
 
-Each entry of --models is a model name, optionally with `:scan` (sequential or
-parallel) for the linear recurrences. Every model runs seqjax's own training step
-(`benchmarks.step_time`: embedding, model, head, cross-entropy, backward,
-clipping, AdamW) on the same random tokens at the same width D; the steps are
-interleaved (one of each in turn) so that load on a shared machine hits all
-alike. Prints one JSON line per model: median and min step time (ms), compile
-time, parameters, and the median over the LSTM's (`over_lstm`, < 1: faster than
-the LSTM) when the LSTM is among them.
+Each entry of --models is a model name, optionally with `:scan` (sequential,
+recompute or parallel) for the linear recurrences. Every model runs seqjax's own
+training step (`benchmarks.step_time`: embedding, model, head, cross-entropy,
+backward, clipping, AdamW) on the same random tokens at the same width D; the
+steps are interleaved (one of each in turn) so that load on a shared machine
+hits all alike. Prints one JSON line per model: median and min step time (ms),
+compile time, parameters, and the median over the LSTM's (`over_lstm`, < 1:
+faster than the LSTM) when the LSTM is among them.
 """
 
 
@@ -23,8 +23,9 @@ from benchmarks import step_time
 
 F = flags.FLAGS  # step_time's flags: --batch --length --width --layers --vocab --steps
 _MODELS = flags.DEFINE_list(
-    "models", ["lstm", "gru", "lru:sequential", "lru:parallel", "mamba:sequential",
-               "mamba:parallel", "rglru:sequential", "rglru:parallel"],
+    "models", ["lstm", "gru", "lru:sequential", "lru:recompute", "lru:parallel",
+               "mamba:sequential", "mamba:recompute", "mamba:parallel",
+               "rglru:sequential", "rglru:recompute", "rglru:parallel"],
     "Models to time, name or name:scan.")
 
 

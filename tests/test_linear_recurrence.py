@@ -70,18 +70,41 @@ def test_mingru_layer_matches_numpy_reference(scan):
 
 
 @pytest.mark.parametrize("length", [1, 2, 7, 64, 65])
-def test_sequential_and_parallel_scans_agree_in_values_and_gradients(length):
+def test_every_scan_agrees_with_the_sequential_one(length):
   k = jax.random.split(jax.random.key(length), 3)
   a = jax.random.uniform(k[0], (length, 2, 3), minval=0.5, maxval=1.0)
   b = jax.random.normal(k[1], (length, 2, 3))
   h0 = jax.random.normal(k[2], (2, 3))
   outs = {m: lr.linear_scan(a, b, h0, m) for m in lr.SCANS}
-  onp.testing.assert_allclose(outs["parallel"], outs["sequential"], rtol=1e-5,
-                              atol=1e-6)
-  grads = {m: jax.grad(lambda a, b, m=m: jnp.sum(
-      jnp.sin(lr.linear_scan(a, b, h0, m))), argnums=(0, 1))(a, b) for m in lr.SCANS}
-  for g_par, g_seq in zip(grads["parallel"], grads["sequential"]):
-    onp.testing.assert_allclose(g_par, g_seq, rtol=1e-5, atol=1e-6)
+  grads = {m: jax.grad(lambda a, b, h0, m=m: jnp.sum(
+      jnp.sin(lr.linear_scan(a, b, h0, m))), argnums=(0, 1, 2))(a, b, h0)
+           for m in lr.SCANS}
+  for m in ("parallel", "recompute"):
+    onp.testing.assert_allclose(outs[m], outs["sequential"], rtol=1e-5, atol=1e-6,
+                                err_msg=m)
+    for g_other, g_seq in zip(grads[m], grads["sequential"]):
+      onp.testing.assert_allclose(g_other, g_seq, rtol=1e-5, atol=1e-6, err_msg=m)
+
+
+@pytest.mark.parametrize("length", [1, 2, 7, 16, 17, 64, 65])
+def test_recompute_scan_differentiates_closed_over_values(length):
+  """The custom backward pass of "recompute" returns the gradients of values
+  the per-step coefficients close over (Mamba's A) and of the last state."""
+  k = jax.random.split(jax.random.key(length), 4)
+  a = jax.random.uniform(k[0], (length, 2, 3), minval=0.5, maxval=1.0)
+  b = jax.random.normal(k[1], (length, 2, 3))
+  h0 = jax.random.normal(k[2], (2, 3))
+  w = jax.random.uniform(k[3], (2, 3), minval=0.8, maxval=1.0)
+
+  def loss(a, b, h0, w, method):
+    h_last, y = lr.fused_linear_scan(lambda ab: (ab[0] * w, ab[1]), (a, b), h0,
+                                     method, lambda h, ab: h * ab[1])
+    return jnp.sum(jnp.sin(y)) + jnp.sum(h_last ** 2)
+
+  grads = {m: jax.grad(loss, argnums=(0, 1, 2, 3))(a, b, h0, w, m)
+           for m in ("sequential", "recompute")}
+  for g_rec, g_seq in zip(grads["recompute"], grads["sequential"]):
+    onp.testing.assert_allclose(g_rec, g_seq, rtol=1e-5, atol=1e-6)
 
 
 def test_ring_initialisation_and_normalisation():
@@ -116,7 +139,8 @@ def test_full_call_equals_decoding_and_is_causal(name, scan):
 
 
 @pytest.mark.parametrize("name", ["lru", "mingru"])
-@pytest.mark.parametrize("scan, limit", [("sequential", 2), ("parallel", 3)])
+@pytest.mark.parametrize("scan, limit", [("sequential", 2), ("recompute", 2),
+                                         ("parallel", 3)])
 def test_compiled_program_size_vs_length(name, scan, limit):
   """A sequential scan compiles to the same loop at any length; the associative
   scan unrolls log2(L) levels, so its program grows with log L (7 -> 12 levels)."""

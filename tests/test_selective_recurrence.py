@@ -208,7 +208,9 @@ def build(name, **extra):
 
 @pytest.mark.parametrize("name", NAMES)
 @pytest.mark.parametrize("length", [1, 2, 7, 64, 65])
-def test_sequential_and_parallel_scans_agree_in_values_and_gradients(name, length):
+def test_every_scan_agrees_with_the_sequential_one(name, length):
+  """Values and gradients (parameters: A_log, the gates, ...) at lengths below,
+  at and beyond one chunk of the "recompute" scan (RECOMPUTE_CHUNK = 16)."""
   io = dataclasses.replace(IO, length=length)
   tokens = jax.random.randint(jax.random.key(length), (2, length), 0, 5)
   outs, grads = {}, {}
@@ -218,11 +220,13 @@ def test_sequential_and_parallel_scans_agree_in_values_and_gradients(name, lengt
     loss = lambda p, m=model: jnp.sum(jnp.sin(m.apply({"params": p}, tokens)))
     outs[scan] = model.apply({"params": params}, tokens)
     grads[scan] = jax.jit(jax.grad(loss))(params)
-  onp.testing.assert_allclose(outs["parallel"], outs["sequential"], rtol=1e-5,
-                              atol=1e-5)
-  for g_par, g_seq in zip(jax.tree_util.tree_leaves(grads["parallel"]),
-                          jax.tree_util.tree_leaves(grads["sequential"])):
-    onp.testing.assert_allclose(g_par, g_seq, rtol=1e-4, atol=1e-5)
+  for scan in ("parallel", "recompute"):
+    onp.testing.assert_allclose(outs[scan], outs["sequential"], rtol=1e-5,
+                                atol=1e-5, err_msg=scan)
+    for g_other, g_seq in zip(jax.tree_util.tree_leaves(grads[scan]),
+                              jax.tree_util.tree_leaves(grads["sequential"])):
+      onp.testing.assert_allclose(g_other, g_seq, rtol=1e-4, atol=1e-5,
+                                  err_msg=scan)
 
 
 @pytest.mark.parametrize("scan", lr.SCANS)
@@ -254,9 +258,10 @@ def test_causal_gradient_after_t_is_exactly_zero(name, scan):
 
 
 @pytest.mark.parametrize("name", NAMES)
-@pytest.mark.parametrize("scan, limit", [("sequential", 2), ("parallel", 3)])
+@pytest.mark.parametrize("scan, limit", [("sequential", 2), ("recompute", 2),
+                                         ("parallel", 3)])
 def test_compiled_program_size_vs_length(name, scan, limit):
-  """The sequential scan compiles to the same loop at any length; the
+  """The sequential scans compile to the same loop at any length; the
   associative scan unrolls log2(L) levels (7 -> 12 from 64 to 4096)."""
   sizes = []
   for length in (64, 4096):

@@ -24,6 +24,7 @@ The state is complex64 (LRU) or float32 (minGRU) also under bfloat16 compute.
 """
 
 import dataclasses
+import functools
 import math
 
 import flax.linen as nn
@@ -35,7 +36,8 @@ from seqjax.errors import ConfigError
 from seqjax.interfaces import IOSpec
 from seqjax.models.common import SequenceModel
 
-SCANS = ("sequential", "parallel")
+SCANS = ("sequential", "parallel", "recompute")
+RECOMPUTE_CHUNK = 16  # steps between the states the "recompute" scan keeps
 
 
 def linear_scan(a_LxBxN, b_LxBxN, h0_BxN, method: str):
@@ -55,23 +57,114 @@ def fused_linear_scan(coefficients, xs, h0, method: str, readout):
 
   `xs` is a pytree of arrays with a leading time axis L. `coefficients` and
   `readout` must broadcast over leading axes, as they are called per step by
-  the sequential scan (`lax.scan`: a_t, b_t and h_t exist one step at a time,
+  the sequential scans (`lax.scan`: a_t, b_t and h_t exist one step at a time,
   never as [L, ...] arrays) and on whole sequences by the parallel one
   (`lax.associative_scan`, Blelloch 1990, with the combine (a1, b1), (a2, b2)
   -> (a1 a2, a2 b1 + b2)). Mamba's a and b are [L, B, E, N] against its [L, B, E]
-  inputs and outputs, so the sequential form saves their memory traffic.
+  inputs and outputs, so the sequential forms save their memory traffic.
+
+  Methods: "sequential" is `lax.scan` differentiated by JAX, whose backward
+  pass reads per-step residuals (a_t, h_{t-1}, ...) that the forward pass
+  stacks over all L steps; "recompute" computes the same forward scan but keeps
+  only every RECOMPUTE_CHUNK-th state, and its backward pass recomputes the
+  states of one chunk at a time and runs the reverse recurrence step by step
+  (the recomputation of Gu & Dao 2023, section 3.3); "parallel" is the
+  associative scan.
   """
+  if method == "parallel":
+    a, b = coefficients(xs)
+    b = b.at[0].add(a[0] * h0)
+    combine = lambda x, y: (x[0] * y[0], y[0] * x[1] + y[1])
+    h = jax.lax.associative_scan(combine, (a, b))[1]
+    return h[-1], readout(h, xs)
+
+  def step(h, xs_t):
+    a, b = coefficients(xs_t)
+    h = a * h + b
+    return h, readout(h, xs_t)
+
   if method == "sequential":
-    def step(h, xs_t):
-      a, b = coefficients(xs_t)
-      h = a * h + b
-      return h, readout(h, xs_t)
     return jax.lax.scan(step, h0, xs)
-  a, b = coefficients(xs)
-  b = b.at[0].add(a[0] * h0)
-  combine = lambda x, y: (x[0] * y[0], y[0] * x[1] + y[1])
-  h = jax.lax.associative_scan(combine, (a, b))[1]
-  return h[-1], readout(h, xs)
+  # Values the step closes over (Mamba's A) become explicit arguments, so that
+  # the custom backward pass can return their gradients.
+  step, consts = jax.closure_convert(step, h0, jax.tree.map(lambda v: v[0], xs))
+  return _recompute_scan(step, RECOMPUTE_CHUNK, h0, xs, *consts)
+
+
+def _split_chunks(xs, chunk):
+  """xs [L, ...] -> (chunks [L // chunk, chunk, ...], the rest [L % chunk, ...])."""
+  length = jax.tree.leaves(xs)[0].shape[0]
+  full = length - length % chunk
+  return (jax.tree.map(lambda v: v[:full].reshape((-1, chunk) + v.shape[1:]), xs),
+          jax.tree.map(lambda v: v[full:], xs))
+
+
+def _scan_states(step, h0, xs, consts):
+  """The forward recurrence: (last state, states before each step)."""
+  return jax.lax.scan(lambda h, x: (step(h, x, *consts)[0], h), h0, xs)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1))
+def _recompute_scan(step, chunk, h0, xs, *consts):
+  del chunk
+  return jax.lax.scan(lambda h, x: step(h, x, *consts), h0, xs)
+
+
+def _recompute_scan_fwd(step, chunk, h0, xs, *consts):
+  run = lambda h, xs_c: jax.lax.scan(lambda h, x: step(h, x, *consts), h, xs_c)
+
+  def chunk_forward(h, xs_c):  # keeps the state before the chunk
+    h_end, ys_c = run(h, xs_c)
+    return h_end, (h, ys_c)
+
+  full, rest = _split_chunks(xs, chunk)
+  h_mid, (starts, y_full) = jax.lax.scan(chunk_forward, h0, full)
+  h_last, y_rest = run(h_mid, rest)
+  ys = jax.tree.map(lambda f, r: jnp.concatenate(
+      [f.reshape((-1,) + f.shape[2:]), r]), y_full, y_rest)
+  return (h_last, ys), (h_mid, starts, xs, consts)
+
+
+def _recompute_scan_bwd(step, chunk, residuals, cotangents):
+  h_mid, starts, xs, consts = residuals
+  g_last, dys = cotangents
+  zeros = jax.tree.map(jnp.zeros_like, consts)
+
+  def chunk_backward(carry, inputs):
+    """Recompute one chunk's states from its first, then step back through it."""
+    g, dconsts = carry
+    h_start, xs_c, dys_c = inputs
+    _, h_prev = _scan_states(step, h_start, xs_c, consts)
+
+    def step_back(carry, inputs):
+      g, dconsts = carry
+      h, x, dy = inputs
+      _, vjp = jax.vjp(step, h, x, *consts)
+      dh, dx, *dc = vjp((g, dy))
+      return (dh, jax.tree.map(jnp.add, dconsts, tuple(dc))), dx
+
+    return jax.lax.scan(step_back, (g, dconsts), (h_prev, xs_c, dys_c),
+                        reverse=True)
+
+  full, rest = _split_chunks(xs, chunk)
+  dys_full, dys_rest = _split_chunks(dys, chunk)
+  carry, dxs_rest = chunk_backward((g_last, zeros), (h_mid, rest, dys_rest))
+  (dh0, dconsts), dxs_full = jax.lax.scan(chunk_backward, carry,
+                                          (starts, full, dys_full), reverse=True)
+  dxs = jax.tree.map(lambda f, r: jnp.concatenate(
+      [f.reshape((-1,) + f.shape[2:]), r]), dxs_full, dxs_rest)
+  return (dh0, dxs, *dconsts)
+
+
+_recompute_scan.defvjp(_recompute_scan_fwd, _recompute_scan_bwd)
+
+
+def decoding_scan(method: str, decode: bool) -> str:
+  """The scan a layer runs: under decoding, "recompute" runs as "sequential".
+  The two have the same forward pass, decoding needs no backward pass, and the
+  custom VJP of "recompute" admits no forward-mode derivative, which
+  seqjax.diagnostics takes through decoding (`jax.jacfwd`)."""
+  return "sequential" if decode and method == "recompute" else method
 
 
 def carried(module, decode: bool, init, name: str = "state"):
@@ -125,7 +218,7 @@ class LRULayer(nn.Module):
     cache, h0 = carried(self, decode, jnp.zeros((x_BxLxD.shape[0], n),
                                                 jnp.complex64))
     a_LxBxN = jnp.broadcast_to(lam_N.astype(jnp.complex64), bx_LxBxN.shape)
-    h_LxBxN = linear_scan(a_LxBxN, bx_LxBxN, h0, self.scan)
+    h_LxBxN = linear_scan(a_LxBxN, bx_LxBxN, h0, decoding_scan(self.scan, decode))
     if cache is not None and not self.is_initializing():
       cache.value = h_LxBxN[-1]
     y_LxBxD = jnp.einsum("lbn,nd->lbd", jnp.concatenate(
@@ -146,7 +239,7 @@ class MinGRULayer(nn.Module):
     a_LxBxD = jnp.swapaxes(1 - z_BxLxD, 0, 1).astype(dtype)
     b_LxBxD = jnp.swapaxes(z_BxLxD * candidate_BxLxD, 0, 1).astype(dtype)
     cache, h0 = carried(self, decode, jnp.zeros((x_BxLxD.shape[0], width), dtype))
-    h_LxBxD = linear_scan(a_LxBxD, b_LxBxD, h0, self.scan)
+    h_LxBxD = linear_scan(a_LxBxD, b_LxBxD, h0, decoding_scan(self.scan, decode))
     if cache is not None and not self.is_initializing():
       cache.value = h_LxBxD[-1]
     return jnp.swapaxes(h_LxBxD, 0, 1)
@@ -158,7 +251,7 @@ class LinearRecurrenceConfig:
   width: int = 128            # model width D
   num_layers: int = 1         # residual blocks
   dropout: float = 0.0        # dropout on each block's output, in training
-  scan: str = "parallel"      # sequential (lax.scan) | parallel (associative_scan)
+  scan: str = "parallel"      # sequential | recompute (lax.scan) | parallel
 
   def __post_init__(self):
     configs.check_positive("model", width=self.width, num_layers=self.num_layers)

@@ -67,6 +67,7 @@ from seqjax.interfaces import IOSpec
 from seqjax.models.common import SequenceModel
 from seqjax.models.linear_recurrence import SCANS
 from seqjax.models.linear_recurrence import carried
+from seqjax.models.linear_recurrence import decoding_scan
 from seqjax.models.linear_recurrence import fused_linear_scan
 from seqjax.models.linear_recurrence import linear_scan
 
@@ -165,7 +166,8 @@ class MambaLayer(nn.Module):
       return jnp.einsum("...en,...n->...e", h_xExN, xs_t[3])
 
     cache, h0 = carried(self, decode, jnp.zeros((u_BxLxD.shape[0], e, n), dtype))
-    h_BxExN, y_LxBxE = fused_linear_scan(coefficients, xs, h0, self.scan, readout)
+    h_BxExN, y_LxBxE = fused_linear_scan(coefficients, xs, h0,
+                                         decoding_scan(self.scan, decode), readout)
     if cache is not None and not self.is_initializing():
       cache.value = h_BxExN
     y_BxLxE = jnp.swapaxes(y_LxBxE, 0, 1) + d[None, None] * x_BxLxE
@@ -217,7 +219,7 @@ class RGLRULayer(nn.Module):
     b_BxLxE = norm_BxLxE * (i_BxLxE * x_BxLxE).astype(dtype)
     cache, h0 = carried(self, decode, jnp.zeros((x_BxLxE.shape[0], e), dtype))
     h_LxBxE = linear_scan(jnp.swapaxes(a_BxLxE, 0, 1), jnp.swapaxes(b_BxLxE, 0, 1),
-                          h0, self.scan)
+                          h0, decoding_scan(self.scan, decode))
     if cache is not None and not self.is_initializing():
       cache.value = h_LxBxE[-1]
     return jnp.swapaxes(h_LxBxE, 0, 1)
@@ -297,7 +299,9 @@ class SelectiveConfig:
   width: int = 128            # model width D
   num_layers: int = 1         # residual blocks
   dropout: float = 0.0        # dropout on each block's output, in training
-  scan: str = "parallel"      # sequential (lax.scan) | parallel (associative_scan)
+  # sequential | recompute (lax.scan) | parallel (associative_scan). recompute:
+  # the fastest train step of both models measured on CPU (docs/benchmarks.md).
+  scan: str = "recompute"
   conv_width: int = 4         # J, taps of the causal depthwise convolution
   remat: bool = False         # recompute each block in the backward pass
 
