@@ -78,3 +78,12 @@ def test_scored_positions():
   (row,) = run("benchmarks.scored_positions", "--vocab=64", "--length=16",
                "--pairs=2", "--batch=2", "--width=8", "--steps=1")
   assert row["scored_ms"] > 0 and row["full_ms"] > 0
+
+
+def test_group_step():
+  rows = run("benchmarks.group_step", "--models=rnn,lstm", "--group=2",
+             "--width=8", "--vocab=5", *TINY)
+  assert [r["model"] for r in rows] == ["rnn", "lstm"]
+  for row in rows:
+    assert row["group"] == 2 and row["solo_ms"] > 0 and row["group_ms"] > 0
+    assert row["group_over_n_solo"] > 0
