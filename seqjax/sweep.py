@@ -52,6 +52,13 @@ from seqjax import strict_json
 from seqjax.errors import ConfigError
 
 FINAL = ("completed", "diverged")
+# glibc's malloc in a group's process: one arena, never mmap, keep up to 1 GiB
+# freed. XLA:CPU mallocs a program's temporaries on every execution; a group's
+# (N runs' worth) pass glibc's mmap threshold, and each step then page-faulted
+# its whole buffer in again (docs/benchmarks.md, "Trial groups: the group step
+# against N solo steps"). The process keeps its peak memory; results unchanged.
+KEEP_FREED_MEMORY = {"MALLOC_ARENA_MAX": "1", "MALLOC_MMAP_MAX_": "0",
+                     "MALLOC_TRIM_THRESHOLD_": str(1 << 30)}
 MAX_NAME_BYTES = 200  # trial directory names stay well under NAME_MAX (255)
 RESULT_KEYS = ("metric", "mode", "chance", "baselines", "final", "best", "test", "num_params",
                "steps_per_s", "wall_time_s", "peak_memory_mb", "step_temp_mb",
@@ -371,6 +378,8 @@ class _Runner:
         env.get("XLA_FLAGS", ""), f"--xla_cpu_multi_thread_eigen={threads}"]))
     env.setdefault("JAX_COMPILATION_CACHE_DIR",
                    os.path.join(os.path.abspath(self.workdir), ".jax_cache"))
+    for key, value in KEEP_FREED_MEMORY.items():  # a user's own setting wins
+      env.setdefault(key, value)
     names = [n for n, _ in members]
     job = json.dumps(dict(
         path=os.path.abspath(self.path), arg=self.arg, cores=slot["cores"],

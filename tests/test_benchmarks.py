@@ -95,3 +95,12 @@ def test_emulated_avx2():
                   "--isa=avx2")
   assert row["machine"]["isa"] == "avx2" and row["machine"]["emulated"]
   assert "--xla_cpu_max_isa=AVX2" in row["machine"]["xla_flags"]
+
+
+def test_group_step():
+  rows = run("benchmarks.group_step", "--models=rnn,lstm", "--group=2",
+             "--width=8", "--vocab=5", *TINY)
+  assert [r["model"] for r in rows] == ["rnn", "lstm"]
+  for row in rows:
+    assert row["group"] == 2 and row["solo_ms"] > 0 and row["group_ms"] > 0
+    assert row["group_over_n_solo"] > 0
