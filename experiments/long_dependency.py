@@ -31,8 +31,9 @@ evaluation. Under 10 minutes on the 2-core development CPU that leaves about
 300 steps with them, or QUICK_STEPS = 600 steps of batch 16 without them. The
 quick variant keeps the six architectures at 600 steps; `quick,selective` adds
 mamba and rglru (about 16 minutes). Mamba uses its sequential scan in the quick
-variant, about 3x faster than the parallel one on a CPU. These settings were
-fixed before any result was seen.
+variant, about 3x faster than the parallel one on a CPU, and in the full one
+its default, recompute (the fastest measured at length 4096; docs/benchmarks.md).
+These settings were fixed before any result was seen.
 """
 
 import ml_collections
@@ -61,7 +62,7 @@ def model_settings(name: str, quick: bool) -> dict:
       "transformer": dict(width=width, num_layers=2, num_heads=4 if not quick else 2,
                           positional="sinusoidal"),
       "mamba": dict(width=width, num_layers=1 if quick else 2,
-                    scan="sequential" if quick else "parallel"),
+                    scan="sequential" if quick else "recompute"),
   }.get(name, dict(width=width, num_layers=1 if quick else 2))
 
 
