@@ -36,7 +36,7 @@ def group_step(exp: train.Experiment, n: int):
   """seqjax's compiled group step of `n` runs of `exp` (different initial
   parameters and batches, equal hyperparameters) as a callable that blocks."""
   seeds = list(range(n))
-  state = jax.jit(jax.vmap(train._init_fn(exp)))(  # pylint: disable=protected-access
+  state = jax.jit(jax.vmap(train.init_fn(exp)))(  # pylint: disable=protected-access
       train.stream_keys(seeds, train.INIT))
   batch = train.make_batch_fn(exp, train.TRAIN, seeds=seeds)(0)
   hp = {k: jnp.full((n,), v, jnp.float32)
