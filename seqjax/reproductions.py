@@ -170,14 +170,18 @@ def copy_memory(claim_dir: str) -> dict:
   for p in data["points"]:
     baseline = 10 * math.log(8) / (p["length"] + 20)
     trials = chosen_trials(claim_dir, p)
-    losses = [t["test"]["loss"] if t["status"] == "completed" else math.inf
-              for t in trials]
+    # A diverged run, or a loss recorded as not finite (null), is an infinite
+    # loss: never "on the baseline" (see `state`).
+    losses = [t["test"]["loss"] if t["status"] == "completed"
+              and t["test"].get("loss") is not None else math.inf for t in trials]
     p.update(test_loss_mean=float(onp.mean(losses)), test_loss_min=min(losses),
              test_loss_max=max(losses), baseline_loss=baseline)
     curve = train_curves(claim_dir, trials)
     curves[(p["model"], p["length"])] = dict(curve, baseline=baseline)
     state = "leaves" if max(losses) < 0.5 * baseline else (
         "stays" if min(losses) > 0.9 * baseline else "between")
+    if not all(map(math.isfinite, losses)):
+      state = f"diverged in {sum(not math.isfinite(l) for l in losses)} of {len(losses)} seeds"
     status[(p["model"], p["length"])] = state
     below = first_below(curve, 0.5 * baseline)
     rows.append(
@@ -232,12 +236,15 @@ def mqar(claim_dir: str) -> dict:
   attention_ok = all(v >= 0.9 for (m, _, _), v in acc.items() if m == "transformer")
   recurrent = sorted({m for m, _, _ in acc} - {"transformer"})
   top = lengths[-1]
-  rec_ok = all(
-      acc.get((m, top, widths[0]), 1) < acc.get(("transformer", top, widths[0]), 0)
-      and acc.get((m, top, widths[-1]), 0) >= acc.get((m, top, widths[0]), 1)
-      for m in recurrent)
+  needed = [(m, top, w) for m in ["transformer"] + recurrent for w in (widths[0], widths[-1])]
+  missing = [k for k in needed if k not in acc]
+  rec_ok = not missing and all(
+      acc[(m, top, widths[0])] < acc[("transformer", top, widths[0])]
+      and acc[(m, top, widths[-1])] >= acc[(m, top, widths[0])] for m in recurrent)
   verdict = ("reproduced" if attention_ok and rec_ok else
              "partly" if attention_ok or rec_ok else "not reproduced")
+  if missing:  # the rule cannot be applied without its points: say so
+    verdict = f"not testable: no result for {missing}"
   ours = "; ".join(
       f"{m}: " + ", ".join(f"(L{l},P{l // 16},W{w}) {acc[(m, l, w)]:.3f}"
                            for l in lengths for w in widths if (m, l, w) in acc)

@@ -143,3 +143,21 @@ def test_mqar_verdict_and_widths_kept_apart(tmp_path):
   assert row["acc"] == {("lstm", 256, 16): 0.2, ("lstm", 256, 64): 0.6,
                         ("transformer", 256, 16): 1.0, ("transformer", 256, 64): 1.0}
   assert row["verdict"] == "reproduced"
+
+
+def test_mqar_verdict_without_its_points_says_so(tmp_path):
+  for model, width in (("transformer", 16), ("transformer", 64), ("lstm", 16)):
+    _result(str(tmp_path), model, 256, width, 1e-3, 0, 0.5, "associative_recall",
+            "accuracy", "max")
+  assert reproductions.mqar(str(tmp_path))["verdict"] == (
+      "not testable: no result for [('lstm', 256, 64)]")
+
+
+def test_a_copy_memory_loss_that_is_not_finite_is_never_on_the_baseline(tmp_path):
+  for model in ("rnn", "lstm"):
+    for seed in (0, 1):
+      _result(str(tmp_path), model, 100, 64, 1e-3, seed, 0.125, "copy_memory",
+              "accuracy", "max", loss=None if model == "lstm" and seed else 0.1733)
+  row = reproductions.copy_memory(str(tmp_path))
+  assert "lstm T=100: loss inf" in row["ours"] and "diverged in 1 of 2 seeds" in row["ours"]
+  assert row["verdict"] == "partly"
