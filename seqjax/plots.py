@@ -124,6 +124,32 @@ def metric_vs_length(data: dict, path: str, title: str = "") -> None:
   plt.close(fig)
 
 
+def metric_vs_test_set(data: dict, names: list, path: str,
+                       title: str = "") -> None:
+  """The test metric on the in-distribution test set and on each extra test set
+  (`names`, in order along x), a line per model and setting (mean, and the
+  min-max band over seeds), and the chance level dashed."""
+  fig, ax = plt.subplots(figsize=(6, 4))
+  x = onp.arange(len(names) + 1)
+  for label, pts in _by_model(data["points"]).items():
+    for p in pts:
+      sets = [dict(mean=p["test_mean"], min=p["test_min"], max=p["test_max"])]
+      sets += [p["extra_tests"].get(n, dict(mean=onp.nan, min=onp.nan,
+                                            max=onp.nan)) for n in names]
+      name = label if p["length"] is None or len(pts) == 1 else f"{label}, {p['length']}"
+      line, = ax.plot(x, [s["mean"] for s in sets], marker="o", label=name)
+      ax.fill_between(x, [s["min"] for s in sets], [s["max"] for s in sets],
+                      color=line.get_color(), alpha=0.2)
+  ax.axhline(data["chance"], color="gray", linestyle="--", label="chance")
+  ax.set_xticks(x, ["test"] + list(names), rotation=30, fontsize=8)
+  ax.set_ylabel(f"test {data['metric']}")
+  ax.set_title(title)
+  ax.legend(fontsize=7)
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
+
+
 def cost_vs_length(data: dict, path: str, title: str = "") -> None:
   """Step time and the compiled step's temporary memory (activations and
   workspace, from XLA's memory analysis) against dependency length, a line per

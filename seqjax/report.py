@@ -10,7 +10,10 @@ min and max over seeds. The chance level and the task's informed baselines
 task's own `mode`). Beside it, what training cost: step time (1 / steps per
 second) and the compiled step's temporary memory, per trial: a trial that
 trained in a group of N shares the group's step, so both are the group's
-divided by N (amortised); and peak memory.
+divided by N (amortised); and peak memory. A task with extra test sets
+(`eval_sets`, logged as `test_<name>`: induction heads at longer lengths,
+flip-flop's sparse and dense sets) gets a second table and plot: the headline
+metric on each extra set, for the learning rate chosen on the validation stream.
 
 The dependency length of a trial is its first numeric override that is not a
 training setting (`task.delay`, `arg.length`, ...). A sweep without one (models x
@@ -24,6 +27,7 @@ together, and the plots draw a line per model and setting.
 import collections
 import math
 import os
+import re
 
 import numpy as onp
 
@@ -116,9 +120,32 @@ def aggregate(workdir: str) -> dict:
           step_temp_mb=_mean(t["step_temp_mb"] / _group(t) for t in chosen
                              if t.get("step_temp_mb") is not None),
           group_size=max(_group(t) for t in chosen),
-          num_params=chosen[0].get("num_params")))
+          num_params=chosen[0].get("num_params"),
+          extra_tests=_extra_tests(chosen, metric, mode)))
     report[task] = dict(meta[task], points=rows)
   return report
+
+
+def _extra_tests(trials: list, metric: str, mode: str) -> dict:
+  """{set name: {"mean", "min", "max"}} of `metric` on each extra test set any
+  of `trials` recorded, in natural order (test_len128 before test_len1024). A
+  trial that diverged, or lacks a set the others have, scores the worst value."""
+  names = sorted({n for t in trials for n in t.get("extra_tests") or {}},
+                 key=_natural)
+  out = {}
+  for name in names:
+    scores = []
+    for t in trials:
+      value = ((t.get("extra_tests") or {}).get(name) or {}).get(metric)
+      ok = t["status"] == "completed" and value is not None
+      scores.append(value if ok else _worst(mode))
+    out[name] = dict(mean=_mean(scores), min=min(scores), max=max(scores))
+  return out
+
+
+def _natural(name: str) -> list:
+  return [(0, int(t), "") if t.isdigit() else (1, 0, t)
+          for t in re.split(r"(\d+)", name) if t]
 
 
 def _group(trial: dict) -> int:
@@ -185,9 +212,33 @@ def write(workdir: str) -> dict:
           f"{p['step_ms']:.3g} | {p['step_temp_mb']:.4g} | {p['peak_memory_mb']:.4g} | "
           f"{p['num_params']} |")
     lines.append("")
+    lines += _extra_lines(workdir, task, data, plots)
   with open(os.path.join(workdir, "report.md"), "w") as f:
     f.write("\n".join(lines))
   return report
+
+
+def _extra_lines(workdir: str, task: str, data: dict, plots) -> list[str]:
+  """The table (and plot) of the metric on the task's extra test sets, if any."""
+  names = sorted({n for p in data["points"] for n in p["extra_tests"]},
+                 key=_natural)
+  if not names:
+    return []
+  png = f"{task}_extra_tests.png"
+  plots.metric_vs_test_set(data, names, os.path.join(workdir, png), title=task)
+  lines = [f"### {task}: {data['metric']} on the extra test sets (mean, min-max "
+           "over seeds; learning rate as above)", "", f"![extra test sets]({png})",
+           "", "| model | length | test | " + " | ".join(names) + " |",
+           "| --- | --- | --- | " + " | ".join("---" for _ in names) + " |"]
+  for p in data["points"]:
+    cells = [f"{p['test_mean']:.4g} ({p['test_min']:.4g}-{p['test_max']:.4g})"]
+    for n in names:
+      e = p["extra_tests"].get(n)
+      cells.append("not run" if e is None else
+                   f"{e['mean']:.4g} ({e['min']:.4g}-{e['max']:.4g})")
+    lines.append(f"| {p['label']} | {'-' if p['length'] is None else p['length']}"
+                 f" | " + " | ".join(cells) + " |")
+  return lines + [""]
 
 
 def _plots(workdir: str, task: str, data: dict, plots) -> list[str]:

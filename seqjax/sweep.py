@@ -185,6 +185,9 @@ def record(workdir: str, name: str, overrides: dict, status: str,
   duplicated. Serialised across processes by a lock on results.jsonl.lock."""
   line = {"trial": name, "overrides": overrides, "status": status}
   line.update({k: (summary or {}).get(k) for k in RESULT_KEYS})
+  extra = {k: v for k, v in (summary or {}).items() if k.startswith("test_")}
+  if extra:  # the task's extra test sets (`eval_sets`), e.g. test_len1024
+    line["extra_tests"] = extra
   if error:
     line["error"] = error
   line = strict_json.clean(line)

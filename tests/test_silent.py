@@ -301,6 +301,33 @@ def test_report_falls_back_to_the_tasks_mode(tmp_path):
   assert data["mode"] == "min" and data["points"][0]["learning_rate"] == 0.01
 
 
+def test_report_gives_each_extra_test_set_for_the_chosen_learning_rate(tmp_path):
+  """Induction heads' test_len<N> sets: kept in results.jsonl, reported for the
+  learning rate chosen on validation, in natural order; a missing set is the
+  worst score, not left out of the mean."""
+  workdir = str(tmp_path)
+  for lr, valid in ((0.1, 0.2), (0.01, 0.9)):
+    for seed in (0, 1):
+      extra = {"test_len1024": {"accuracy": lr + seed},
+               "test_len128": {"accuracy": 10 * lr + seed}}
+      if lr == 0.01 and seed == 1:
+        del extra["test_len1024"]
+      _fake(workdir, f"lr{lr}s{seed}", {"train.learning_rate": lr, "train.seed": seed},
+            valid, summary=dict(final={"accuracy": valid}, **extra))
+  lines = sweep.read_results(workdir)
+  assert lines[0]["extra_tests"]["test_len128"] == {"accuracy": 1.0}
+  point = report.write(workdir)["copy_memory"]["points"][0]
+  assert point["learning_rate"] == 0.01
+  assert list(point["extra_tests"]) == ["test_len128", "test_len1024"]
+  assert point["extra_tests"]["test_len128"] == pytest.approx(
+      dict(mean=0.6, min=0.1, max=1.1))
+  assert point["extra_tests"]["test_len1024"] == pytest.approx(
+      dict(mean=0.005, min=0.0, max=0.01))
+  text = open(tmp_path / "report.md").read()
+  assert "| model | length | test | test_len128 | test_len1024 |" in text
+  assert (tmp_path / "copy_memory_extra_tests.png").exists()
+
+
 # --- 7. checkpoint faults ----------------------------------------------------
 
 
