@@ -228,7 +228,7 @@ def _extra_lines(workdir: str, task: str, data: dict, plots) -> list[str]:
   plots.metric_vs_test_set(data, names, os.path.join(workdir, png), title=task)
   lines = [f"### {task}: {data['metric']} on the extra test sets (mean, min-max "
            "over seeds; learning rate as above)", "", f"![extra test sets]({png})",
-           "", "| model | length | test | " + " | ".join(names) + " |",
+           "", "| model | length | test (training length) | " + " | ".join(names) + " |",
            "| --- | --- | --- | " + " | ".join("---" for _ in names) + " |"]
   for p in data["points"]:
     cells = [f"{p['test_mean']:.4g} ({p['test_min']:.4g}-{p['test_max']:.4g})"]

@@ -324,7 +324,7 @@ def test_report_gives_each_extra_test_set_for_the_chosen_learning_rate(tmp_path)
   assert point["extra_tests"]["test_len1024"] == pytest.approx(
       dict(mean=0.005, min=0.0, max=0.01))
   text = open(tmp_path / "report.md").read()
-  assert "| model | length | test | test_len128 | test_len1024 |" in text
+  assert "| model | length | test (training length) | test_len128 | test_len1024 |" in text
   assert (tmp_path / "copy_memory_extra_tests.png").exists()
 
 
