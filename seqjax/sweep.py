@@ -301,10 +301,12 @@ class _Runner:
     self.children = set()
     self.stopping = False
     self.started, self.durations, self.total = time.time(), [], 0
+    self.finished = set()  # trials final before this run, not yet reached
 
   def show(self):
     c = self.counts
-    left = self.total - c["done"] - c["failed"] - c["held"] - c["interrupted"]
+    left = (self.total - c["done"] - c["failed"] - c["held"] - c["interrupted"]
+            - len(self.finished))  # the time left is for trials still to train
     eta = ""
     if self.durations and left > 0:
       mean = sum(self.durations) / len(self.durations)
@@ -328,9 +330,11 @@ class _Runner:
       trial_dir = os.path.join(self.workdir, name)
       summary = run_files.read_json(os.path.join(trial_dir, "summary.json"))
       info = run_lock.holder(trial_dir)
-      if summary and summary.get("status") in FINAL:
+      if _is_final(self.workdir, name):
         record(self.workdir, name, overrides, summary["status"], summary)
         self._count("done")
+        with self.guard:
+          self.finished.discard(name)
       elif info and info["live"] is not False:
         self.held[name] = run_lock.describe(info)
         self._count("held")
@@ -431,6 +435,10 @@ def run(path: str, arg: str | None, workdir: str, jobs: int = 1,
   os.makedirs(workdir, exist_ok=True)
   runner = _Runner(path, arg, workdir, jobs, out)
   runner.total = sum(len(g) for g in groups)
+  runner.finished = {name for g in groups for name, _ in g if _is_final(workdir, name)}
+  if runner.finished:
+    print(f"[sweep] {len(runner.finished)} of {runner.total} trials already "
+          "finished: recorded, not trained again.", file=out, flush=True)
   previous = {s: signal.signal(s, runner.stop)
               for s in (signal.SIGINT, signal.SIGTERM)
               } if threading.current_thread() is threading.main_thread() else {}
@@ -448,6 +456,11 @@ def run(path: str, arg: str | None, workdir: str, jobs: int = 1,
     print("[sweep] stopped: running trials were checkpointed and recorded as "
           "interrupted; rerun the same command to resume.", file=out)
   return runner.counts
+
+
+def _is_final(workdir: str, name: str) -> bool:
+  summary = run_files.read_json(os.path.join(workdir, name, "summary.json"))
+  return bool(summary) and summary.get("status") in FINAL
 
 
 def _die_with_parent(parent: int) -> None:

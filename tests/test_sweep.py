@@ -1,5 +1,6 @@
 """Sweeps: expansion, naming, resume, failures, shards, locks, results, report."""
 
+import io
 import json
 import os
 import subprocess
@@ -107,8 +108,10 @@ def test_sweep_runs_resumes_records_failures_and_reports(tmp_path, monkeypatch):
   # Rerun: completed trials are not run again, the failed one is retried,
   # and results.jsonl still has one line per trial.
   stamp = os.path.getmtime(os.path.join(workdir, done["trial"], "summary.json"))
-  counts = sweep.run(TINY, None, workdir, jobs=1, out=open(os.devnull, "w"))
+  out = io.StringIO()
+  counts = sweep.run(TINY, None, workdir, jobs=1, out=out)
   assert counts["done"] == 4 and counts["failed"] == 1
+  assert "4 of 5 trials already finished" in out.getvalue()
   assert os.path.getmtime(os.path.join(workdir, done["trial"], "summary.json")) == stamp
   assert len(sweep.read_results(workdir)) == 5
 
@@ -117,6 +120,18 @@ def test_sweep_runs_resumes_records_failures_and_reports(tmp_path, monkeypatch):
   assert [(p["model"], p["length"]) for p in data["points"]] == [("lstm", 2), ("lstm", 4)]
   assert os.path.exists(os.path.join(workdir, "copy_memory_accuracy.png"))
   assert "| lstm | 2 |" in open(os.path.join(workdir, "report.md")).read()
+
+
+def test_time_left_counts_only_the_trials_still_to_train():
+  """Finished trials not yet reached in this run take no time: 10 trials, 8
+  finished before, 1 trained at 2 s, so 1 left, about 2 s (not 18 s)."""
+  out = io.StringIO()
+  runner = sweep._Runner("x.py", None, "/nonexistent", 1, out)  # pylint: disable=protected-access
+  runner.total, runner.durations = 10, [2.0]
+  runner.finished = {f"t{i}" for i in range(8)}
+  runner.counts["done"] = 1
+  runner.show()
+  assert "about 2 s left" in out.getvalue()
 
 
 def _fake_trial(workdir, name, overrides, valid, test, status="completed"):
