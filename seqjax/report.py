@@ -21,7 +21,9 @@ learning rates x seeds) gets its table without the plots; points whose length is
 not a number are left out of the plots, and report.md says so. Any other
 override that is not a training setting or the seed (a width, say) is part of
 the point too (`setting`): trials that differ in it are never averaged
-together, and the plots draw a line per model and setting.
+together, and the plots draw a line per model and setting. An override with the same value in
+every trial of a task (`arg.task` in a sweep over tasks) is left out of the
+labels.
 """
 
 import collections
@@ -88,10 +90,13 @@ def aggregate(workdir: str) -> dict:
     meta[task] = dict(metric=first["metric"], mode=_mode(first, task),
                       chance=first["chance"],
                       baselines=first.get("baselines") or {}, length_key=key)
-    for r in results:
+    settings = [_setting(r["overrides"], key) for r in results]
+    # An override with one value across the task's trials (the sweep's
+    # `arg.task`, say) distinguishes nothing: left out of the labels.
+    meta[task]["constant"] = set.intersection(*(set(s) for s in settings))
+    for r, setting in zip(results, settings):
       model = _arch(os.path.join(workdir, r["trial"]))[1]
-      groups[task][(model, r["overrides"].get(key),
-                    _setting(r["overrides"], key))].append(r)
+      groups[task][(model, r["overrides"].get(key), setting)].append(r)
   report = {}
   for task, points in groups.items():
     metric, mode = meta[task]["metric"], meta[task]["mode"]
@@ -109,7 +114,9 @@ def aggregate(workdir: str) -> dict:
       test = [_score(t, "test", metric, mode) for t in chosen]
       rows.append(dict(
           model=model, length=length, setting=dict(setting),
-          label=_label(model, setting), learning_rate=pick,
+          label=_label(model, tuple(kv for kv in setting
+                                    if kv not in meta[task]["constant"])),
+          learning_rate=pick,
           valid=valid[pick], test_mean=_mean(test), test_min=min(test),
           test_max=max(test), seeds=len(chosen),
           diverged=sum(t["status"] == "diverged" for t in chosen),
@@ -122,7 +129,8 @@ def aggregate(workdir: str) -> dict:
           group_size=max(_group(t) for t in chosen),
           num_params=chosen[0].get("num_params"),
           extra_tests=_extra_tests(chosen, metric, mode)))
-    report[task] = dict(meta[task], points=rows)
+    report[task] = dict({k: v for k, v in meta[task].items() if k != "constant"},
+                        points=rows)
   return report
 
 

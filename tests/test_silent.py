@@ -291,6 +291,20 @@ def test_report_never_averages_trials_of_different_settings(tmp_path):
   assert "| lstm (width=16) | 4 |" in text and "| lstm (width=64) | 8 |" in text
 
 
+def test_report_labels_leave_out_an_override_constant_within_a_task(tmp_path):
+  """A sweep over tasks sets arg.task: within a task it is one value, so the
+  label is the model, not `lstm (task=copy_memory)`; a varying width stays."""
+  workdir = str(tmp_path)
+  for task in ("copy_memory", "adding"):
+    for width in (16, 64):
+      _fake(workdir, f"{task}{width}", {"arg.task": task, "arg.length": 4,
+                                        "arg.width": width}, 0.5, task=task)
+  data = report.aggregate(workdir)
+  assert sorted(p["label"] for p in data["copy_memory"]["points"]) == [
+      "lstm (width=16)", "lstm (width=64)"]
+  assert len(data["adding"]["points"]) == 2
+
+
 def test_report_falls_back_to_the_tasks_mode(tmp_path):
   workdir = str(tmp_path)
   for lr, mse in ((0.1, 0.2), (0.01, 0.05)):
