@@ -4,7 +4,8 @@ For each task, the headline metric against dependency length with one line per
 architecture. At each point the learning rate is chosen on the validation
 stream (the `final` eval metrics of summary.json, averaged over seeds) and the
 number reported is the test stream's (`test`) for that learning rate: mean,
-min and max over seeds. The chance level and the task's informed baselines
+min and max over seeds. Learning rates tied on validation are listed beside the
+one chosen (the first tried). The chance level and the task's informed baselines
 (`baselines` of the results) are drawn. Whether the metric is maximised is the
 `mode` each run recorded (for results written before runs recorded it, the
 task's own `mode`). Beside it, what training cost: step time (1 / steps per
@@ -110,13 +111,16 @@ def aggregate(workdir: str) -> dict:
       valid = {lr: _mean(_score(t, "final", metric, mode) for t in ts)
                for lr, ts in by_lr.items()}
       pick = (max if mode == "max" else min)(valid, key=valid.get)
+      # Learning rates whose validation score equals the chosen one's: the
+      # choice among them is the first tried, and the report says so.
+      tied = [lr for lr, v in valid.items() if v == valid[pick]]
       chosen = by_lr[pick]
       test = [_score(t, "test", metric, mode) for t in chosen]
       rows.append(dict(
           model=model, length=length, setting=dict(setting),
           label=_label(model, tuple(kv for kv in setting
                                     if kv not in meta[task]["constant"])),
-          learning_rate=pick,
+          learning_rate=pick, tied_learning_rates=tied if len(tied) > 1 else [],
           valid=valid[pick], test_mean=_mean(test), test_min=min(test),
           test_max=max(test), seeds=len(chosen),
           diverged=sum(t["status"] == "diverged" for t in chosen),
@@ -214,7 +218,7 @@ def write(workdir: str) -> dict:
     for p in data["points"]:
       lines.append(
           f"| {p['label']} | {'-' if p['length'] is None else p['length']} | "
-          f"{p['learning_rate']} | "
+          f"{p['learning_rate']}{_tie(p)} | "
           f"{p['valid']:.4g} | {p['test_mean']:.4g} | {p['test_min']:.4g}-"
           f"{p['test_max']:.4g} | {p['seeds']} | {p['diverged']} | {p['group_size']} | "
           f"{p['step_ms']:.3g} | {p['step_temp_mb']:.4g} | {p['peak_memory_mb']:.4g} | "
@@ -247,6 +251,11 @@ def _extra_lines(workdir: str, task: str, data: dict, plots) -> list[str]:
     lines.append(f"| {p['label']} | {'-' if p['length'] is None else p['length']}"
                  f" | " + " | ".join(cells) + " |")
   return lines + [""]
+
+
+def _tie(point: dict) -> str:
+  tied = point["tied_learning_rates"]
+  return f" (tied on validation with {', '.join(str(x) for x in tied if x != point['learning_rate'])}; first tried)" if tied else ""
 
 
 def _plots(workdir: str, task: str, data: dict, plots) -> list[str]:

@@ -291,6 +291,17 @@ def test_report_never_averages_trials_of_different_settings(tmp_path):
   assert "| lstm (width=16) | 4 |" in text and "| lstm (width=64) | 8 |" in text
 
 
+def test_report_says_when_learning_rates_tie_on_validation(tmp_path):
+  workdir = str(tmp_path)
+  for lr in (0.001, 0.003):
+    _fake(workdir, f"lr{lr}", {"train.learning_rate": lr}, 1.0)
+  point = report.write(workdir)["copy_memory"]["points"][0]
+  assert point["learning_rate"] == 0.001
+  assert point["tied_learning_rates"] == [0.001, 0.003]
+  assert "0.001 (tied on validation with 0.003; first tried)" in open(
+      tmp_path / "report.md").read()
+
+
 def test_report_labels_leave_out_an_override_constant_within_a_task(tmp_path):
   """A sweep over tasks sets arg.task: within a task it is one value, so the
   label is the model, not `lstm (task=copy_memory)`; a varying width stays."""
@@ -331,7 +342,7 @@ def test_report_gives_each_extra_test_set_for_the_chosen_learning_rate(tmp_path)
   lines = sweep.read_results(workdir)
   assert lines[0]["extra_tests"]["test_len128"] == {"accuracy": 1.0}
   point = report.write(workdir)["copy_memory"]["points"][0]
-  assert point["learning_rate"] == 0.01
+  assert point["learning_rate"] == 0.01 and point["tied_learning_rates"] == []
   assert list(point["extra_tests"]) == ["test_len128", "test_len1024"]
   assert point["extra_tests"]["test_len128"] == pytest.approx(
       dict(mean=0.6, min=0.1, max=1.1))
