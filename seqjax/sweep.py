@@ -59,6 +59,13 @@ FINAL = ("completed", "diverged")
 # against N solo steps"). The process keeps its peak memory; results unchanged.
 KEEP_FREED_MEMORY = {"MALLOC_ARENA_MAX": "1", "MALLOC_MMAP_MAX_": "0",
                      "MALLOC_TRIM_THRESHOLD_": str(1 << 30)}
+# A group's process runs XLA:CPU's Eigen on one thread, whatever its cores: with
+# multi-threaded Eigen a vmapped (group) step can wait forever in
+# block_until_ready, every XLA thread idle (an LSTM group of 4 at width 256 hung
+# in 1 process of 5 and 3 of 3 longer runs; 0 of 5 single-threaded;
+# docs/benchmarks.md, "A trial group that hangs"). A sweep uses several cores
+# through --jobs, one group per core.
+SINGLE_THREADED_EIGEN = "--xla_cpu_multi_thread_eigen=false"
 MAX_NAME_BYTES = 200  # trial directory names stay well under NAME_MAX (255)
 RESULT_KEYS = ("metric", "mode", "chance", "baselines", "final", "best", "test", "num_params",
                "steps_per_s", "wall_time_s", "peak_memory_mb", "step_temp_mb",
@@ -380,9 +387,8 @@ class _Runner:
     env = dict(os.environ)
     if "gpus" in slot:
       env["CUDA_VISIBLE_DEVICES"] = ",".join(slot["gpus"])
-    threads = "true" if len(slot["cores"]) > 1 else "false"
-    env["XLA_FLAGS"] = " ".join(filter(None, [
-        env.get("XLA_FLAGS", ""), f"--xla_cpu_multi_thread_eigen={threads}"]))
+    env["XLA_FLAGS"] = " ".join(filter(None, [env.get("XLA_FLAGS", ""),
+                                              SINGLE_THREADED_EIGEN]))
     env.setdefault("JAX_COMPILATION_CACHE_DIR",
                    os.path.join(os.path.abspath(self.workdir), ".jax_cache"))
     for key, value in KEEP_FREED_MEMORY.items():  # a user's own setting wins
@@ -434,6 +440,11 @@ def run(path: str, arg: str | None, workdir: str, jobs: int = 1,
   groups = shard(make_groups(path, arg, trials, group_size), shard_spec)
   os.makedirs(workdir, exist_ok=True)
   runner = _Runner(path, arg, workdir, jobs, out)
+  cores = len(os.sched_getaffinity(0))
+  if cores // jobs > 1 and not parallel.has_accelerator():
+    print(f"[sweep] each group gets {cores // jobs} cores, but XLA:CPU's Eigen "
+          "runs on one thread in a group (multi-threaded, it can hang a group's "
+          f"step); --jobs={cores} runs a group on every core.", file=out, flush=True)
   runner.total = sum(len(g) for g in groups)
   runner.finished = {name for g in groups for name, _ in g if _is_final(workdir, name)}
   if runner.finished:

@@ -134,6 +134,36 @@ def test_time_left_counts_only_the_trials_still_to_train():
   assert "about 2 s left" in out.getvalue()
 
 
+def test_a_group_runs_single_threaded_eigen_even_with_several_cores(
+    tmp_path, monkeypatch):
+  """Multi-threaded Eigen can hang a vmapped group step on XLA:CPU, so every
+  group process gets --xla_cpu_multi_thread_eigen=false after the user's flags,
+  and a slot of several cores says so."""
+  seen = {}
+
+  class Started(Exception):
+    pass
+
+  def popen(args, env, **kwargs):
+    del args, kwargs
+    seen.update(env)
+    raise Started
+
+  monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_enable_fast_math=false")
+  monkeypatch.setattr(sweep.subprocess, "Popen", popen)
+  runner = sweep._Runner("x.py", None, str(tmp_path), 1, io.StringIO())  # pylint: disable=protected-access
+  with pytest.raises(Started):
+    runner._run([("t", {})], {"cores": [0, 1, 2, 3]})  # pylint: disable=protected-access
+  assert seen["XLA_FLAGS"] == ("--xla_cpu_enable_fast_math=false "
+                               "--xla_cpu_multi_thread_eigen=false")
+  out = io.StringIO()
+  monkeypatch.setattr(sweep.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
+  monkeypatch.setattr(sweep.parallel, "has_accelerator", lambda: False)
+  monkeypatch.setattr(sweep, "expand", lambda path, arg, overrides=None: [])
+  sweep.run(TINY, None, str(tmp_path / "w"), jobs=2, group_size=1, out=out)
+  assert "each group gets 2 cores" in out.getvalue() and "--jobs=4" in out.getvalue()
+
+
 def _fake_trial(workdir, name, overrides, valid, test, status="completed"):
   os.makedirs(os.path.join(workdir, name))
   with open(os.path.join(workdir, name, "config.json"), "w") as f:
