@@ -126,7 +126,8 @@ def jax_step(exp: train.Experiment):
   t0 = time.perf_counter()
   compiled = train.make_train_step(exp).lower(state, batch).compile()
   info = dict(compile_s=time.perf_counter() - t0,
-              num_params=train.num_params(state.params))
+              num_params=train.num_params(state.params),
+              step_temp_mb=train.compiled_temp_mb(compiled))
   box = [state]
 
   def step():
