@@ -198,7 +198,7 @@ def check_positive(where: str, **values: float) -> None:
 
 
 def check_probability(where: str, **values: float) -> None:
-  """Refuses a probability (a dropout rate) outside [0, 1)."""
+  """Refuses a probability (a dropout rate, flip_flop's p_ignore) outside [0, 1)."""
   for key, value in values.items():
     if not 0 <= value < 1:
       raise ConfigError(f"{where}.{key} must be in [0, 1), got {value!r}.")

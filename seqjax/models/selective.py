@@ -309,8 +309,7 @@ class SelectiveConfig:
     configs.check_positive("model", width=self.width, num_layers=self.num_layers,
                            conv_width=self.conv_width)
     configs.check_choice("model", "scan", self.scan, SCANS)
-    if not 0 <= self.dropout < 1:
-      raise ConfigError(f"model.dropout must be in [0, 1), got {self.dropout!r}.")
+    configs.check_probability("model", dropout=self.dropout)
 
   def block(self) -> type[nn.Module]:
     raise NotImplementedError

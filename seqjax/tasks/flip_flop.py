@@ -54,9 +54,7 @@ class FlipFlop:
       raise ConfigError(
           f"task.num_instructions={self.num_instructions} must be at least 2 "
           "(a first write and a last read).")
-    if not 0 <= self.p_ignore < 1:
-      raise ConfigError(
-          f"task.p_ignore must be in [0, 1), got {self.p_ignore!r}.")
+    configs.check_probability("task", p_ignore=self.p_ignore)
     configs.check_choice("task", "score", self.score, ("reads", "all"))
 
   @property
