@@ -21,6 +21,8 @@ minGRU (Feng et al. 2024, "Were RNNs All We Needed?"):
 in a residual block x + W_o minGRU(LayerNorm(x)) (hidden size = width).
 
 The state is complex64 (LRU) or float32 (minGRU) also under bfloat16 compute.
+Letters of this file, beyond the legend in seqjax.interfaces: N the state size
+(LRU: `state_size`, minGRU: the width D).
 """
 
 import dataclasses
