@@ -53,9 +53,7 @@ class CopyMemory:
 
   @property
   def io(self) -> base.IOSpec:
-    vocab = self.alphabet + 2
-    return base.IOSpec(kind="lm", length=self.length, output_size=vocab,
-                       input_vocab=vocab)
+    return base.lm_io(self.length, self.alphabet + 2)
 
   @property
   def chance(self) -> float:

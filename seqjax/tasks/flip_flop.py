@@ -63,8 +63,7 @@ class FlipFlop:
 
   @property
   def io(self) -> base.IOSpec:
-    return base.IOSpec(kind="lm", length=self.length, output_size=5,
-                       input_vocab=5)
+    return base.lm_io(self.length, 5)
 
   @property
   def eval_sets(self) -> dict:

@@ -51,8 +51,7 @@ class SelectiveCopy:
 
   @property
   def io(self) -> base.IOSpec:
-    return base.IOSpec(kind="lm", length=self.length, output_size=self.vocab,
-                       input_vocab=self.vocab)
+    return base.lm_io(self.length, self.vocab)
 
   @property
   def chance(self) -> float:

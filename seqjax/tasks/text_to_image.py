@@ -197,8 +197,7 @@ class TextToImage:
 
   @property
   def io(self) -> base.IOSpec:
-    return base.IOSpec(kind="lm", length=CAPTION_LENGTH + self.image_length,
-                       output_size=self.vocab_size, input_vocab=self.vocab_size)
+    return base.lm_io(CAPTION_LENGTH + self.image_length, self.vocab_size)
 
   @property
   def chance(self) -> float:
