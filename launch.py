@@ -103,13 +103,12 @@ def main(argv):
       return 0
     if _MODE.value == "sweep":
       from seqjax import report, sweep  # pylint: disable=import-outside-toplevel
-      spec = next((a.split("=", 1)[1] for a in sys.argv
-                   if a.startswith("--config=")), None)
+      spec = configs.config_flag(sys.argv)
       if spec is None:
         raise ConfigError("--mode=sweep needs --config=experiments/NAME.py[:ARGS].")
       run_files.check_writable(_WORKDIR.value)
-      path, _, arg = spec.partition(":")
-      counts = sweep.run(path, arg or None, _WORKDIR.value, _JOBS.value,
+      path, arg = spec
+      counts = sweep.run(path, arg, _WORKDIR.value, _JOBS.value,
                          _SHARD.value, _GROUP_SIZE.value,
                          overrides=configs.overrides_from_argv(sys.argv, _CONFIG.value))
       report.write(_WORKDIR.value)
@@ -163,30 +162,23 @@ def check_mode_flags(mode: str) -> None:
 
 
 def parse_flags(argv: list[str]) -> list[str]:
-  """absl's parser, with bad config input reported in a paragraph, no traceback."""
-  spec = next((a.split("=", 1)[1] for a in argv if a.startswith("--config=")),
-              None)
+  """absl's parser, with bad config input reported in a paragraph, no traceback:
+  the --config file is loaded and its get_config run before absl does, so that
+  a missing file, a syntax error or an exception in it names the file and line."""
+  from seqjax import configs  # pylint: disable=import-outside-toplevel
+  from seqjax.errors import ConfigError  # pylint: disable=import-outside-toplevel
+  spec = configs.config_flag(argv)
   if spec is not None:
-    check_config_file(spec)
+    try:
+      configs.load_config(*spec)
+    except ConfigError as e:
+      print(f"error: {e}" + (f"\n{usage()}" if not os.path.isfile(spec[0]) else ""),
+            file=sys.stderr)
+      sys.exit(2)
   try:
     return flags.FLAGS(argv)
   except (flags.Error, AttributeError, KeyError) as e:
     print(f"error: {explain_flag_error(e, argv)}", file=sys.stderr)
-    sys.exit(2)
-
-
-def check_config_file(spec: str) -> None:
-  """Loads the --config file and runs its get_config before absl does, so that
-  a missing file, a syntax error or an exception in it is one paragraph naming
-  the file and line."""
-  from seqjax import configs  # pylint: disable=import-outside-toplevel
-  from seqjax.errors import ConfigError  # pylint: disable=import-outside-toplevel
-  path, _, arg = spec.partition(":")
-  try:
-    configs.get_config(configs.load_module(path), arg or None)
-  except ConfigError as e:
-    print(f"error: {e}" + (f"\n{usage()}" if not os.path.isfile(path) else ""),
-          file=sys.stderr)
     sys.exit(2)
 
 
@@ -199,24 +191,13 @@ def explain_flag_error(e: Exception, argv: list[str]) -> str:
                 if a.startswith("--config.") and key in a.split("=")[0].split(".")),
                key)
     parent = bad.rsplit(".", 1)[0] if "." in bad else ""
+    from seqjax import configs  # pylint: disable=import-outside-toplevel
+    config = configs.load_config(*(configs.config_flag(argv) or ("", None)))
+    allowed = configs.section_keys(config, parent)
     return (f"unknown config key {bad!r} in --config.{bad}; keys allowed under "
-            f"config{'.' + parent if parent else ''}: {allowed_keys(argv, parent)}.")
+            f"config{'.' + parent if parent else ''}: {allowed}.")
   lines = [line.strip() for line in text.splitlines() if line.strip()]
   return " ".join(lines[:1] + lines[-1:]) if len(lines) > 1 else text
-
-
-def allowed_keys(argv: list[str], parent: str) -> str:
-  """The keys of config section `parent`, read from the --config file."""
-  from seqjax import configs  # pylint: disable=import-outside-toplevel
-  spec = next((a.split("=", 1)[1] for a in argv if a.startswith("--config=")), "")
-  path, _, arg = spec.partition(":")
-  node = configs.get_config(configs.load_module(path), arg or None)
-  try:
-    for part in filter(None, parent.split(".")):
-      node = node[part]
-    return ", ".join(sorted(node.keys()))
-  except (KeyError, AttributeError):  # `parent` is not a section of the config
-    return "(see the config file)"
 
 
 if __name__ == "__main__":

@@ -62,21 +62,13 @@ def torch_step(batch, length, width, layers, vocab):
   layer = torch.nn.TransformerEncoderLayer(
       width, width // 64, 4 * width, dropout=0.0, activation="gelu",
       batch_first=True, norm_first=True)
-  model = torch.nn.ModuleDict(dict(
-      embed=torch.nn.Embedding(vocab, width),
-      encoder=torch.nn.TransformerEncoder(layer, layers,
+  mask = torch.nn.Transformer.generate_square_subsequent_mask(length)
+  return step_time.torch_lm_step(
+      lambda: torch.nn.TransformerEncoder(layer, layers,
                                           norm=torch.nn.LayerNorm(width),
                                           enable_nested_tensor=False),
-      head=torch.nn.Linear(width, vocab)))
-  mask = torch.nn.Transformer.generate_square_subsequent_mask(length)
-  tokens = torch.randint(0, vocab, (batch, length + 1))
-
-  def loss():
-    h = model["encoder"](model["embed"](tokens[:, :-1]), mask=mask, is_causal=True)
-    return torch.nn.functional.cross_entropy(
-        model["head"](h).reshape(-1, vocab), tokens[:, 1:].reshape(-1))
-
-  return step_time.torch_train_step(model, loss)
+      lambda encoder, x: encoder(x, mask=mask, is_causal=True),
+      batch, length, width, vocab)
 
 
 def main(argv):

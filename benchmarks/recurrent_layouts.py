@@ -1,7 +1,7 @@
 """One LSTM layer, forward + backward, in the layouts that docs/benchmarks.md
 compares: seqjax's RecurrentLayer (per-gate weight blocks in the scan, input
 projection of `scan_chunk` steps per matmul) against the same equations with
-one [D, 4H] weight, projected inside the step or fully hoisted out of the scan,
+one [D, 4R] weight, projected inside the step or fully hoisted out of the scan,
 and seqjax's layer with a custom VJP for the recurrent matmul h U whose backward
 uses a U^T transposed once outside the scan (measured, not adopted: a custom VJP
 removes forward-mode differentiation, which diagnostics.state_jacobian_norms uses).
@@ -11,7 +11,7 @@ removes forward-mode differentiation, which diagnostics.state_jacobian_norms use
 Loss sum(h * g); gradients with respect to the parameters and the input. Timed
 one each in turn (interleaved). Prints one JSON line: median and min ms per
 layout, and the largest gradient difference from seqjax's layer; and a roofline:
-the layer's matmul work (six [B*L, D] x [D, 4H]-sized products, forward and
+the layer's matmul work (six [B*L, D] x [D, 4R]-sized products, forward and
 backward), the rate of one such product as a single big matmul on this machine
 (`matmul_gflops`), and the time the work would take at that rate.
 """
@@ -34,7 +34,7 @@ _STEPS = flags.DEFINE_integer("steps", 15, "Timed steps.")
 
 
 def one_weight(params, x_BxLxD, hoisted: bool):
-  """lax.scan of recurrent.lstm_step with W and U as single [D, 4H] arrays."""
+  """lax.scan of recurrent.lstm_step with W and U as single [D, 4R] arrays."""
   w_in, w_rec, bias = params["w_in"], params["w_rec"], params["bias"]
   x_LxBxD = jnp.swapaxes(x_BxLxD, 0, 1)
   step = lambda c, xw: recurrent.lstm_step({"w_rec": w_rec}, c, xw)
@@ -45,35 +45,35 @@ def one_weight(params, x_BxLxD, hoisted: bool):
     inner = step
     step = lambda c, x: inner(c, x @ w_in + bias[None])
   zeros = jnp.zeros((x_BxLxD.shape[0], w_rec.shape[0]), x_BxLxD.dtype)
-  _, h_LxBxH = jax.lax.scan(step, (zeros, zeros), xs)
-  return jnp.swapaxes(h_LxBxH, 0, 1)
+  _, h_LxBxR = jax.lax.scan(step, (zeros, zeros), xs)
+  return jnp.swapaxes(h_LxBxR, 0, 1)
 
 
 @jax.custom_vjp
-def rec_matmul(h_BxH, u_Hx4H, ut_4HxH):
-  return h_BxH @ u_Hx4H
+def rec_matmul(h_BxR, u_Rx4R, ut_4RxR):
+  return h_BxR @ u_Rx4R
 
 
-def _rec_matmul_fwd(h_BxH, u_Hx4H, ut_4HxH):
-  return h_BxH @ u_Hx4H, (h_BxH, ut_4HxH)
+def _rec_matmul_fwd(h_BxR, u_Rx4R, ut_4RxR):
+  return h_BxR @ u_Rx4R, (h_BxR, ut_4RxR)
 
 
-def _rec_matmul_bwd(residuals, dz_Bx4H):
-  h_BxH, ut_4HxH = residuals
-  return dz_Bx4H @ ut_4HxH, h_BxH.T @ dz_Bx4H, None
+def _rec_matmul_bwd(residuals, dz_Bx4R):
+  h_BxR, ut_4RxR = residuals
+  return dz_Bx4R @ ut_4RxR, h_BxR.T @ dz_Bx4R, None
 
 
 rec_matmul.defvjp(_rec_matmul_fwd, _rec_matmul_bwd)
 
 
-def custom_vjp_step(params, carry, xw_Bx4H):
+def custom_vjp_step(params, carry, xw_Bx4R):
   """recurrent.lstm_step with h U through `rec_matmul`."""
-  c_BxH, h_BxH = carry
-  z_Bx4H = xw_Bx4H + rec_matmul(h_BxH, params["w_rec"], params["w_rec_t"])
-  i, f, g, o = jnp.split(z_Bx4H, 4, axis=-1)
-  c_BxH = jax.nn.sigmoid(f) * c_BxH + jax.nn.sigmoid(i) * jnp.tanh(g)
-  h_BxH = jax.nn.sigmoid(o) * jnp.tanh(c_BxH)
-  return (c_BxH, h_BxH), h_BxH
+  c_BxR, h_BxR = carry
+  z_Bx4R = xw_Bx4R + rec_matmul(h_BxR, params["w_rec"], params["w_rec_t"])
+  i, f, g, o = jnp.split(z_Bx4R, 4, axis=-1)
+  c_BxR = jax.nn.sigmoid(f) * c_BxR + jax.nn.sigmoid(i) * jnp.tanh(g)
+  h_BxR = jax.nn.sigmoid(o) * jnp.tanh(c_BxR)
+  return (c_BxR, h_BxR), h_BxR
 
 
 def custom_vjp_layer(params, x_BxLxD, chunk):
@@ -87,9 +87,9 @@ def custom_vjp_layer(params, x_BxLxD, chunk):
     xw = jnp.einsum("...d,dg->...g", x_xD, join("w_in"))
     return xw + params["bias"].reshape((1,) * (xw.ndim - 1) + (-1,))
   zeros = jnp.zeros((x_BxLxD.shape[0], params["w_rec"].shape[0]), x_BxLxD.dtype)
-  _, h_LxBxH = recurrent.chunked_scan(step, (zeros, zeros),
+  _, h_LxBxR = recurrent.chunked_scan(step, (zeros, zeros),
                                       jnp.swapaxes(x_BxLxD, 0, 1), project, chunk)
-  return jnp.swapaxes(h_LxBxH, 0, 1)
+  return jnp.swapaxes(h_LxBxR, 0, 1)
 
 
 def main(argv):
@@ -118,13 +118,13 @@ def main(argv):
       jax.block_until_ready(fn(params, x))
       times[name].append(time.perf_counter() - t0)
   ref = jax.tree_util.tree_leaves(grads["seqjax_scan_chunk_1"])
-  x_NxD, w_Dx4H = x.reshape(-1, d), params["w_in"]
+  x_NxD, w_Dx4R = x.reshape(-1, d), params["w_in"]
   matmul = jax.jit(lambda a, w: a @ w)
-  jax.block_until_ready(matmul(x_NxD, w_Dx4H))
+  jax.block_until_ready(matmul(x_NxD, w_Dx4R))
   matmul_s = []
   for _ in range(_STEPS.value):
     t0 = time.perf_counter()
-    jax.block_until_ready(matmul(x_NxD, w_Dx4H))
+    jax.block_until_ready(matmul(x_NxD, w_Dx4R))
     matmul_s.append(time.perf_counter() - t0)
   gflop = 2 * b * l * d * 4 * d / 1e9
   gflops = gflop / statistics.median(matmul_s)

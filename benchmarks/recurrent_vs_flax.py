@@ -56,18 +56,9 @@ def torch_step(name, batch, length, width, layers, vocab):
     return None
   torch.manual_seed(0)
   rnn = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[name]
-  model = torch.nn.ModuleDict(dict(
-      embed=torch.nn.Embedding(vocab, width),
-      rnn=rnn(width, width, layers, batch_first=True),
-      head=torch.nn.Linear(width, vocab)))
-  tokens = torch.randint(0, vocab, (batch, length + 1))
-
-  def loss():
-    h, _ = model["rnn"](model["embed"](tokens[:, :-1]))
-    return torch.nn.functional.cross_entropy(
-        model["head"](h).reshape(-1, vocab), tokens[:, 1:].reshape(-1))
-
-  return step_time.torch_train_step(model, loss)
+  return step_time.torch_lm_step(
+      lambda: rnn(width, width, layers, batch_first=True),
+      lambda backbone, x: backbone(x)[0], batch, length, width, vocab)
 
 
 def main(argv):

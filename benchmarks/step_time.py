@@ -171,6 +171,27 @@ def torch_train_step(model, loss_fn):
   return step
 
 
+def torch_lm_step(make_backbone, forward, batch: int, length: int, width: int,
+                  vocab: int):
+  """`torch_train_step` of a PyTorch language model on random tokens [B, L + 1]:
+  embedding, `forward(backbone, x [B, L, width])` of `make_backbone()` (built
+  between the embedding and the output layer), output layer, next-token
+  cross-entropy."""
+  import torch  # pylint: disable=import-outside-toplevel
+  model = torch.nn.ModuleDict(dict(
+      embed=torch.nn.Embedding(vocab, width),
+      backbone=make_backbone(),
+      head=torch.nn.Linear(width, vocab)))
+  tokens = torch.randint(0, vocab, (batch, length + 1))
+
+  def loss():
+    h = forward(model["backbone"], model["embed"](tokens[:, :-1]))
+    return torch.nn.functional.cross_entropy(
+        model["head"](h).reshape(-1, vocab), tokens[:, 1:].reshape(-1))
+
+  return torch_train_step(model, loss)
+
+
 def compare(step_fns: dict, torch_step, num_steps: int, **result) -> dict:
   """Times `step_fns` (name -> callable, "seqjax" among them) interleaved, plus
   `torch_step()` when it is given (None: skipped) and returns a step (None:

@@ -25,6 +25,5 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   return experiment_config.build(
       task, args.model, args.quick,
       model_settings=dict(width=128, num_layers=1), quick_model=dict(width=32),
-      train=dict(steps=10000, batch_size=64, learning_rate=1e-3,
-                 warmup_steps=500, eval_every=1000, checkpoint_every=1000),
+      train=dict(experiment_config.SYNTHETIC_TRAIN, steps=10000),
       quick_train=experiment_config.QUICK_TRAIN)

@@ -47,8 +47,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     task.eval_lengths = (64, 128)
   elif args.cpu:
     task.eval_lengths = CPU["eval_lengths"]
-  train = dict(steps=20000, batch_size=64, learning_rate=1e-3, warmup_steps=500,
-               eval_every=1000, checkpoint_every=1000)
+  train = dict(experiment_config.SYNTHETIC_TRAIN, steps=20000)
   if args.cpu:
     train.update(steps=CPU["steps"], batch_size=CPU["batch_size"], warmup_steps=100,
                  eval_every=CPU["steps"] // 2, checkpoint_every=CPU["steps"] // 2,

@@ -27,6 +27,5 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       task, args.model, args.quick,
       model_settings=dict(width=64, num_layers=2),
       quick_model=dict(width=32, num_layers=1),
-      train=dict(steps=20000, batch_size=64, learning_rate=1e-3,
-                 warmup_steps=500, eval_every=1000, checkpoint_every=1000),
+      train=dict(experiment_config.SYNTHETIC_TRAIN, steps=20000),
       quick_train=experiment_config.QUICK_TRAIN)

@@ -98,6 +98,36 @@ def _failure(path: str, doing: str, e: Exception) -> ConfigError:
       f"{frame.filename}, line {frame.lineno}, in {frame.name}).")
 
 
+def config_flag(argv: list[str], flag: str = "config"
+                ) -> tuple[str, str | None] | None:
+  """(path, arg) of the `--config=PATH[:ARG]` flag in `argv` (arg None when
+  empty or absent); None without the flag."""
+  prefix = f"--{flag}="
+  spec = next((a[len(prefix):] for a in argv if a.startswith(prefix)), None)
+  if spec is None:
+    return None
+  path, _, arg = spec.partition(":")
+  return path, arg or None
+
+
+def load_config(path: str, arg: str | None) -> ml_collections.ConfigDict:
+  """`get_config(arg)` of the experiment file `path`; every failure is a
+  ConfigError naming the file (`load_module`, `get_config`)."""
+  return get_config(load_module(path), arg)
+
+
+def section_keys(config: ml_collections.ConfigDict, parent: str) -> str:
+  """The keys of section `parent` ("model", "" for the top) of `config`, joined;
+  "(see the config file)" when `parent` is not a section."""
+  node = config
+  try:
+    for part in filter(None, parent.split(".")):
+      node = node[part]
+    return ", ".join(sorted(node.keys()))
+  except (KeyError, AttributeError):  # `parent` is not a section of the config
+    return "(see the config file)"
+
+
 def overrides_from_argv(argv: list[str], config: ml_collections.ConfigDict,
                         flag: str = "config") -> dict:
   """{"model.width": 16} for each `--config.model.width=...` of `argv`, with the
@@ -168,7 +198,7 @@ def check_positive(where: str, **values: float) -> None:
 
 
 def check_probability(where: str, **values: float) -> None:
-  """Refuses a probability (a dropout rate) outside [0, 1)."""
+  """Refuses a probability (a dropout rate, flip_flop's p_ignore) outside [0, 1)."""
   for key, value in values.items():
     if not 0 <= value < 1:
       raise ConfigError(f"{where}.{key} must be in [0, 1), got {value!r}.")

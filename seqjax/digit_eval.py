@@ -10,7 +10,8 @@ scores about 0.1 (`CHANCE`). Memorisation: the Euclidean distance (pixels in
 [0, 1]) of each sample to its nearest training image, beside the same distance
 for real held-out (test) images as the reference; a copying generator sits near 0.
 
-Shapes: N images, 8x8 pixels.
+Letters, beyond the legend in seqjax.interfaces: N images (8x8 pixels), G captions,
+J samples per caption, M reference images.
 """
 
 import dataclasses
@@ -76,18 +77,18 @@ def caption_accuracy(clf: DigitClassifier, images_Nx8x8, digits_N) -> dict:
               per_digit=per_digit, num_images=int(len(hit_N)))
 
 
-def ranked_accuracy(clf: DigitClassifier, images_GxSx8x8, digits_G) -> dict:
-  """DALL-E's reranking (by CLIP there, by the classifier here): of the S samples
+def ranked_accuracy(clf: DigitClassifier, images_GxJx8x8, digits_G) -> dict:
+  """DALL-E's reranking (by CLIP there, by the classifier here): of the J samples
   of each caption keep the one the classifier finds most likely to show the
   caption's digit. Accuracy of all samples and of the kept ones. The kept ones
   are judged by the classifier that chose them, so after-ranking accuracy is an
   upper bound, not an independent measure."""
-  groups, samples = images_GxSx8x8.shape[:2]
-  flat = images_GxSx8x8.reshape(groups * samples, 8, 8)
-  digits_GS = onp.repeat(onp.asarray(digits_G), samples)
-  p_GxS = clf.probability(flat, digits_GS).reshape(groups, samples)
-  best = images_GxSx8x8[onp.arange(groups), p_GxS.argmax(axis=1)]
-  return dict(before=caption_accuracy(clf, flat, digits_GS)["caption_accuracy"],
+  groups, samples = images_GxJx8x8.shape[:2]
+  flat = images_GxJx8x8.reshape(groups * samples, 8, 8)
+  digits_GJ = onp.repeat(onp.asarray(digits_G), samples)
+  p_GxJ = clf.probability(flat, digits_GJ).reshape(groups, samples)
+  best = images_GxJx8x8[onp.arange(groups), p_GxJ.argmax(axis=1)]
+  return dict(before=caption_accuracy(clf, flat, digits_GJ)["caption_accuracy"],
               after=caption_accuracy(clf, best, digits_G)["caption_accuracy"],
               samples_per_caption=int(samples))
 

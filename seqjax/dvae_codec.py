@@ -2,14 +2,16 @@
 trains it) and the `text_to_image` task (which reads a trained one from its run
 with `checkpoints.load_params`): pure functions of a parameter dict, jnp only.
 
-An 8x8 image is cut into P = 16 patches of 2x2 pixels (`patches`: the patch grid
-row-major, each patch row-major, the pixel layout of `vit.patchify` with P = 2).
+An 8x8 image is cut into M = 16 patches of 2x2 pixels (`patches`: the patch grid
+row-major, each patch row-major, the pixel layout of `vit.patchify` with A = 2).
 Per patch, an MLP encoder gives a vector z [E]; its code is the nearest row of
-the codebook [K, E] (van den Oord et al. 2017, VQ-VAE); that row goes through an
+the codebook [C, E] (van den Oord et al. 2017, VQ-VAE); that row goes through an
 MLP decoder to logits over the G grey levels of each of the patch's 4 pixels.
 The tokens of an image are its codes; the image of tokens is the argmax level of
-each pixel (`decode`), so decoding a code is a lookup in a table of K patches.
-Letters: P patches, K codes, E code width, G grey levels, U hidden units.
+each pixel (`decode`), so decoding a code is a lookup in a table of C patches.
+Letters of this file and `seqjax.models.dvae`, beyond the legend in
+seqjax.interfaces: N images, M patches per image, C codes, E code width, G grey
+levels, U hidden units.
 """
 
 import jax
@@ -36,34 +38,34 @@ def unpatch(patches_Nx16x4):
   return x.reshape(n, SIDE, SIDE)
 
 
-def encoder_out(params, pixels_NxPx4):
-  """Pixels in [0, 1] -> encoder outputs z [N, P, E]."""
-  h_NxPxU = jax.nn.gelu(pixels_NxPx4 @ params["enc_w1"] + params["enc_b1"][None, None])
-  return h_NxPxU @ params["enc_w2"] + params["enc_b2"][None, None]
+def encoder_out(params, pixels_NxMx4):
+  """Pixels in [0, 1] -> encoder outputs z [N, M, E]."""
+  h_NxMxU = jax.nn.gelu(pixels_NxMx4 @ params["enc_w1"] + params["enc_b1"][None, None])
+  return h_NxMxU @ params["enc_w2"] + params["enc_b2"][None, None]
 
 
-def nearest(params, z_NxPxE):
-  """The code whose codebook row is nearest to each z: [N, P] int32."""
-  c_KxE = params["codebook"]
-  d_NxPxK = (jnp.sum(z_NxPxE**2, -1, keepdims=True) - 2 * z_NxPxE @ c_KxE.T
-             + jnp.sum(c_KxE**2, -1)[None, None])
-  return jnp.argmin(d_NxPxK, axis=-1).astype(jnp.int32)
+def nearest(params, z_NxMxE):
+  """The code whose codebook row is nearest to each z: [N, M] int32."""
+  c_CxE = params["codebook"]
+  d_NxMxC = (jnp.sum(z_NxMxE**2, -1, keepdims=True) - 2 * z_NxMxE @ c_CxE.T
+             + jnp.sum(c_CxE**2, -1)[None, None])
+  return jnp.argmin(d_NxMxC, axis=-1).astype(jnp.int32)
 
 
-def decoder_logits(params, q_NxPxE):
-  """Code embeddings [N, P, E] -> level logits [N, P, 4, G]."""
-  h_NxPxU = jax.nn.gelu(q_NxPxE @ params["dec_w1"] + params["dec_b1"][None, None])
-  out = h_NxPxU @ params["dec_w2"] + params["dec_b2"][None, None]
+def decoder_logits(params, q_NxMxE):
+  """Code embeddings [N, M, E] -> level logits [N, M, 4, G]."""
+  h_NxMxU = jax.nn.gelu(q_NxMxE @ params["dec_w1"] + params["dec_b1"][None, None])
+  out = h_NxMxU @ params["dec_w2"] + params["dec_b2"][None, None]
   return out.reshape(*out.shape[:-1], PATCH * PATCH, -1)
 
 
-def encode(params, levels_NxPx4, grey_levels: int):
-  """Quantised patches (levels 0..G-1) -> codes [N, P] int32."""
-  x = jnp.asarray(levels_NxPx4, jnp.float32) / (grey_levels - 1)
+def encode(params, levels_NxMx4, grey_levels: int):
+  """Quantised patches (levels 0..G-1) -> codes [N, M] int32."""
+  x = jnp.asarray(levels_NxMx4, jnp.float32) / (grey_levels - 1)
   return nearest(params, encoder_out(params, x))
 
 
-def decode(params, codes_NxP):
-  """Codes [N, P] -> patch levels [N, P, 4] int32."""
-  logits = decoder_logits(params, params["codebook"][codes_NxP])
+def decode(params, codes_NxM):
+  """Codes [N, M] -> patch levels [N, M, 4] int32."""
+  logits = decoder_logits(params, params["codebook"][codes_NxM])
   return jnp.argmax(logits, axis=-1).astype(jnp.int32)

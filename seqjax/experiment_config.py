@@ -24,7 +24,10 @@ from seqjax import models
 from seqjax import parallel
 from seqjax.errors import ConfigError
 
-# The quick training budget shared by the small synthetic-task experiments.
+# The training settings shared by the small synthetic-task experiments (each
+# gives its own `steps`), and their quick budget.
+SYNTHETIC_TRAIN = dict(batch_size=64, learning_rate=1e-3, warmup_steps=500,
+                       eval_every=1000, checkpoint_every=1000)
 QUICK_TRAIN = dict(steps=400, batch_size=32, learning_rate=1e-2, warmup_steps=20,
                    eval_every=200, checkpoint_every=200)
 

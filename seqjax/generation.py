@@ -59,22 +59,23 @@ def run(workdir: str, prompts: list[str] | None = None, num_samples: int = 10,
 
 def _sampler(restored, prompt_length: int, num_tokens: int, allowed_V=None,
              use_cache: bool = True, temperature: float = 0.0, top_k: int = 0):
-  """A compiled `sample(prompt_BxP, rng) -> tokens [B, N]` of a decoder-only run."""
-  def sample(prompt_BxP, rng):
+  """A compiled `sample(prompt_BxQ, rng) -> tokens [B, N]` of a decoder-only run
+  (letters as in seqjax.sampling)."""
+  def sample(prompt_BxQ, rng):
     return sampling.sample_lm(
-        restored.model, restored.params, prompt_BxP, num_tokens,
+        restored.model, restored.params, prompt_BxQ, num_tokens,
         temperature=temperature, top_k=top_k,
         rng=rng if temperature > 0 else None, allowed_V=allowed_V,
         use_cache=use_cache)
   return jax.jit(sample)
 
 
-def timed_sample(sample, prompt_BxP, rng) -> tuple[onp.ndarray, dict]:
+def timed_sample(sample, prompt_BxQ, rng) -> tuple[onp.ndarray, dict]:
   """Compiles and runs `sample`; the tokens and the two wall times."""
   t0 = time.perf_counter()
-  compiled = sample.lower(prompt_BxP, rng).compile()
+  compiled = sample.lower(prompt_BxQ, rng).compile()
   t1 = time.perf_counter()
-  tokens = onp.asarray(jax.block_until_ready(compiled(prompt_BxP, rng)))
+  tokens = onp.asarray(jax.block_until_ready(compiled(prompt_BxQ, rng)))
   t2 = time.perf_counter()
   return tokens, dict(compile_s=t1 - t0, sample_s=t2 - t1,
                       tokens_per_s=tokens.size / max(t2 - t1, 1e-9))
@@ -185,21 +186,21 @@ def draw_tokens(workdir: str, config, task, prompts, num_samples: int,
         f"--mode=generate needs a task of token inputs with a decoder (kind lm "
         f"or seq2seq); {config.task.name!r} is of kind {io.kind!r}"
         f"{'' if io.input_vocab else ' with real-valued inputs'}.")
-  prompt_BxP = _token_prompts(task, prompts, num_samples, config)
+  prompt_BxQ = _token_prompts(task, prompts, num_samples, config)
   restored = experiment.load(workdir, step)
   rng = jax.random.key(seed)
   if io.kind == "lm":
-    num_tokens = io.length - prompt_BxP.shape[1] + 1
-    sample = _sampler(restored, prompt_BxP.shape[1], num_tokens,
+    num_tokens = io.length - prompt_BxQ.shape[1] + 1
+    sample = _sampler(restored, prompt_BxQ.shape[1], num_tokens,
                       temperature=temperature, top_k=top_k)
   else:
     sample = jax.jit(lambda src, key: restored.model.apply(
         {"params": restored.params}, src, method="generate",
         max_length=io.target_length, temperature=temperature, top_k=top_k,
         rng=key if temperature > 0 else None))
-  tokens, timing = timed_sample(sample, jnp.asarray(prompt_BxP), rng)
+  tokens, timing = timed_sample(sample, jnp.asarray(prompt_BxQ), rng)
   result = dict(step=restored.step, temperature=temperature, top_k=top_k,
-                seed=seed, prompts=prompt_BxP.tolist(), tokens=tokens.tolist(),
+                seed=seed, prompts=prompt_BxQ.tolist(), tokens=tokens.tolist(),
                 timing=timing)
   out_dir = os.path.join(workdir, "samples")
   os.makedirs(out_dir, exist_ok=True)

@@ -3,14 +3,17 @@ shape legend. A leaf module: `seqjax.models` and `seqjax.tasks` both import it
 and never each other.
 
 Shape legend, the one of seqjax (suffixes on array names, as in nanodo:
-`x_BxLxD`). One meaning per letter; a letter only one file needs is declared in
-that file's docstring.
+`x_BxLxD`). One meaning per letter, in every file; a letter not in the legend is
+declared in the docstring of the module that uses it (a module sharing its arrays
+refers there: seqjax.models.dvae to seqjax.dvae_codec, seqjax.generation to
+seqjax.sampling).
   B batch                      L sequence length (the source length S of seq2seq)
   S source length              T target length
   D model width                V output size (vocabulary or regression dimension)
   F input features             P scored positions per row (`positions` [B, P])
   H attention heads            K attention head dimension
   R recurrent hidden size      W window (positions a window model reads)
+  Y image rows (height)        Z image columns (width)
 """
 
 import dataclasses

@@ -18,8 +18,9 @@ buffer at every step instead: the reference that the cached path must equal, and
 the baseline of the speed comparison.
 
 The encoder-decoders' `generate` (`transformer_encdec`, `rnn_encdec`) call
-`sample_from_bos` with their own decoder step. Shapes: B batch, P prompt length, N new
-tokens, V vocabulary.
+`sample_from_bos` with their own decoder step. Letters of this file (and of
+seqjax.generation), beyond the legend in seqjax.interfaces: Q the prompt length,
+N the new tokens.
 """
 
 from typing import Callable
@@ -104,25 +105,25 @@ def sample_from_bos(step: Callable, carry, batch_size: int, num_tokens: int, *,
                      top_k=top_k, rng=rng, eos_id=eos_id)
 
 
-def sample_lm(model, params, prompt_BxP, num_tokens: int, *,
+def sample_lm(model, params, prompt_BxQ, num_tokens: int, *,
               temperature: float = 0.0, top_k: int = 0, rng=None,
               eos_id: int | None = None, allowed_V=None, use_cache: bool = True):
-  """Continues each prompt [B, P] by `num_tokens` tokens: returns [B, N] int32.
+  """Continues each prompt [B, Q] by `num_tokens` tokens: returns [B, N] int32.
 
-  `model` is a decoder-only module (`SequenceModel`); P + N - 1 must not exceed
+  `model` is a decoder-only module (`SequenceModel`); Q + N - 1 must not exceed
   its input length (the KV cache length, `io.length`).
   """
   length = model.io.length
-  batch, prompt_length = prompt_BxP.shape
+  batch, prompt_length = prompt_BxQ.shape
   if prompt_length + num_tokens - 1 > length:
     raise ValueError(f"A prompt of {prompt_length} tokens and {num_tokens} new "
                      f"tokens exceed the model's length {length}.")
-  prompt_BxP = prompt_BxP.astype(jnp.int32)
+  prompt_BxQ = prompt_BxQ.astype(jnp.int32)
   options = dict(temperature=temperature, top_k=top_k, rng=rng, eos_id=eos_id,
                  allowed_V=allowed_V)
   if use_cache:
     shapes = jax.eval_shape(lambda: model.init(
-        jax.random.key(0), prompt_BxP[:, :1], decode=True))["cache"]
+        jax.random.key(0), prompt_BxQ[:, :1], decode=True))["cache"]
     cache = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
 
     def run(cache, tokens_BxL):
@@ -131,14 +132,14 @@ def sample_lm(model, params, prompt_BxP, num_tokens: int, *,
           mutable=["cache"])
       return logits_BxLxV[:, -1], updated["cache"]
 
-    logits_BxV, cache = run(cache, prompt_BxP)
+    logits_BxV, cache = run(cache, prompt_BxQ)
     return decode_loop(lambda c, t: run(c, t[:, None]), cache, logits_BxV,
                        num_tokens, **options)
 
   # Without a cache: the whole buffer each step; causality makes the tokens after
   # position i irrelevant to the logits at i.
   buffer_BxL = jnp.zeros((batch, length), jnp.int32).at[:, :prompt_length].set(
-      prompt_BxP)
+      prompt_BxQ)
   logits_at = lambda buf, i: jax.lax.dynamic_index_in_dim(
       model.apply({"params": params}, buf), i, axis=1, keepdims=False)
 

@@ -14,6 +14,7 @@ import resource
 import signal
 import threading
 import time
+from typing import Any, NamedTuple
 
 from absl import logging
 import jax
@@ -196,16 +197,29 @@ def make_batch_fn(exp: Experiment, stream: int, task=None, seeds=None):
   return lambda i: fn(roots, i, data)
 
 
-def eval_splits(exp: Experiment, stream: str) -> list[str]:
+class Split(NamedTuple):
+  """A held-out evaluation split, built once by `eval_splits` and passed down."""
+  name: str      # its name in metrics.jsonl, summary.json, results: "eval", "test_dense"
+  stream: int    # VALID or TEST: the random stream (and dataset split) it draws from
+  eval_set: str  # its task's key in the task's `eval_sets`; "" for the task itself
+  task: Any      # the task it evaluates
+
+
+def eval_splits(exp: Experiment, stream: str) -> list[Split]:
   """Evaluation splits of `stream` ("eval" or "test"): the stream itself, then
   `<stream>_<name>` for each extra evaluation set of the task (`eval_sets`)."""
-  return [stream] + [f"{stream}_{name}" for name in getattr(exp.task, "eval_sets", {})]
+  sets = getattr(exp.task, "eval_sets", {})
+  return ([Split(stream, SPLITS[stream], "", exp.task)] +
+          [Split(f"{stream}_{name}", SPLITS[stream], name, task)
+           for name, task in sets.items()])
 
 
-def split_task(exp: Experiment, split: str):
-  """The task that split `split` (see `eval_splits`) evaluates."""
-  _, _, name = split.partition("_")
-  return exp.task.eval_sets[name] if name else exp.task
+def find_split(exp: Experiment, name: str) -> Split:
+  """The split logged as `name` (one of `eval_splits` of "eval" or "test")."""
+  splits = {s.name: s for s in eval_splits(exp, "eval") + eval_splits(exp, "test")}
+  if name not in splits:
+    raise ValueError(f"Unknown split {name!r}; valid: {', '.join(splits)}.")
+  return splits[name]
 
 
 def average_batches(eval_step, params, batches) -> tuple[dict, int]:
@@ -224,17 +238,19 @@ def average_batches(eval_step, params, batches) -> tuple[dict, int]:
            for k in totals[0]}, sum(weights))
 
 
-def evaluate(exp: Experiment, params, split: str = "eval", eval_step=None,
+def evaluate(exp: Experiment, params, split: Split | str = "eval", eval_step=None,
              batch_fn=None) -> dict[str, float]:
-  """Mean metrics of a held-out split: over `train.eval_batches` fixed batches,
-  or for a dataset task without `batch_fn`, over the whole split (`evaluate_split`)."""
+  """Mean metrics of a held-out split (a `Split`, or its name): over
+  `train.eval_batches` fixed batches, or for a dataset task without `batch_fn`,
+  over the whole split (`evaluate_split`)."""
   return evaluate_split(exp, params, split, eval_step, batch_fn)[0]
 
 
-def evaluate_split(exp: Experiment, params, split: str = "eval", eval_step=None,
-                   batch_fn=None, num_batches: int | None = None
+def evaluate_split(exp: Experiment, params, split: Split | str = "eval",
+                   eval_step=None, batch_fn=None, num_batches: int | None = None
                    ) -> tuple[dict[str, float], int]:
-  """(mean metrics, number of examples evaluated) of a held-out split.
+  """(mean metrics, number of examples evaluated) of a held-out split (a
+  `Split`, or its name).
 
   A generated task (or any task given `batch_fn`): `num_batches` (default
   `train.eval_batches`) fixed batches. A dataset task: one pass over its split
@@ -243,9 +259,10 @@ def evaluate_split(exp: Experiment, params, split: str = "eval", eval_step=None,
   and each batch's metrics weigh by its real examples, so the means are exact
   for the per-example metrics of a classifier.
   """
-  task = split_task(exp, split)
+  if isinstance(split, str):
+    split = find_split(exp, split)
+  task, stream = split.task, split.stream
   eval_step = eval_step or make_eval_step(exp, task)
-  stream = SPLITS[split.partition("_")[0]]
   if batch_fn is None and hasattr(task, "examples"):
     batches = exact_batches(exp, stream, task, num_batches)
   else:
@@ -615,11 +632,12 @@ class _Program:
     self.carry = (state, alive)
     return metrics
 
-  def _evaluators(self, stream: str) -> dict:
+  def _evaluators(self, splits: list[Split]) -> dict:
+    """{split name: (eval step, batch function)} of each split."""
     exp, seeds = self.exp, self.seeds if self.group else None
-    return {split: (make_eval_step(exp, split_task(exp, split), self.group),
-                    make_batch_fn(exp, SPLITS[stream], split_task(exp, split), seeds))
-            for split in eval_splits(exp, stream)}
+    return {split.name: (make_eval_step(exp, split.task, self.group),
+                         make_batch_fn(exp, split.stream, split.task, seeds))
+            for split in splits}
 
   def _evaluate(self, evaluators: dict) -> dict:
     """{split: [per-run metric dicts]} over `train.eval_batches` batches."""
@@ -632,18 +650,18 @@ class _Program:
                     for n in range(len(self.runs))]
     return out
 
-  def _test(self, split: str, eval_step) -> list[dict]:
+  def _test(self, split: Split, eval_step) -> list[dict]:
     """Per-run metrics of a test split: a dataset task's whole split, each
     example once (`exact_batches`), else `train.eval_batches` sampled batches."""
-    exp, task = self.exp, split_task(self.exp, split)
+    exp, task = self.exp, split.task
     if not hasattr(task, "examples"):
       seeds = self.seeds if self.group else None
-      batch_fn = make_batch_fn(exp, TEST, task, seeds)
-      return self._evaluate({split: (eval_step, batch_fn)})[split]
+      batch_fn = make_batch_fn(exp, split.stream, task, seeds)
+      return self._evaluate({split.name: (eval_step, batch_fn)})[split.name]
     if self.group:  # the same batches for every run
       eval_step = jax.jit(jax.vmap(_eval_fn(exp, task), in_axes=(0, None)))
     means, examples = average_batches(eval_step, self._params(),
-                                      exact_batches(exp, TEST, task, None))
+                                      exact_batches(exp, split.stream, task, None))
     return [{**{k: float(onp.reshape(v, -1)[n]) for k, v in means.items()},
              "examples": examples} for n in range(len(self.runs))]
 
@@ -651,7 +669,8 @@ class _Program:
             extra: dict) -> None:
     exp, runs, tc, task = self.exp, self.runs, self.exp.train, self.exp.task
     batch_fn = make_batch_fn(exp, TRAIN, seeds=self.seeds if self.group else None)
-    valid = self._evaluators("eval")
+    valid_splits = eval_splits(exp, "eval")
+    valid = self._evaluators(valid_splits)
     pending = None  # (step, metrics) of the last step, fetched after the next one
     tick, tick_step = time.time(), start
     t0 = time.time()
@@ -736,7 +755,8 @@ class _Program:
       summaries()
       return
     if active():  # the test splits, with the validation splits' compiled steps
-      tests = {split: self._test(split, valid["eval" + split[len("test"):]][0])
+      valid_steps = {s.eval_set: valid[s.name][0] for s in valid_splits}
+      tests = {split.name: self._test(split, valid_steps[split.eval_set])
                for split in eval_splits(exp, "test")}
       for n, r in enumerate(runs):
         if r.status == "running":
@@ -776,8 +796,8 @@ def evaluate_checkpoint(workdir: str, step: int | None = None,
   restored = load(workdir, step)
   exp = build(restored.config)
   splits = eval_splits(exp, "eval") + eval_splits(exp, "test")
-  evaluated = {split: evaluate_split(exp, restored.params, split,
-                                     num_batches=eval_batches)
+  evaluated = {split.name: evaluate_split(exp, restored.params, split,
+                                          num_batches=eval_batches)
                for split in splits}
   result = {"step": restored.step,
             **{split: metrics for split, (metrics, _) in evaluated.items()},

@@ -362,12 +362,14 @@ def test_dataset_streams_draw_from_disjoint_splits(name):
 
 def test_eval_splits_and_their_tasks():
   exp = experiment("flip_flop")
-  assert train.eval_splits(exp, "eval") == ["eval", "eval_dense", "eval_sparse"]
-  assert train.split_task(exp, "test_sparse").p_ignore == 0.98
-  assert train.split_task(exp, "test") is exp.task
+  names = lambda splits: [s.name for s in splits]
+  assert names(train.eval_splits(exp, "eval")) == ["eval", "eval_dense", "eval_sparse"]
+  assert train.find_split(exp, "test_sparse").task.p_ignore == 0.98
+  assert train.find_split(exp, "test_sparse").stream == train.TEST
+  assert train.find_split(exp, "test").task is exp.task
   exp = experiment("induction_heads")
-  assert train.eval_splits(exp, "test") == ["test", "test_len32"]
-  assert train.eval_splits(experiment("adding"), "eval") == ["eval"]
+  assert names(train.eval_splits(exp, "test")) == ["test", "test_len32"]
+  assert names(train.eval_splits(experiment("adding"), "eval")) == ["eval"]
 
 
 def test_bad_task_values_raise_config_error():

@@ -11,7 +11,7 @@ straight through plus the commitment term, each codebook row the codebook term.
 Gumbel estimator this model used 3 of 32 codes after 1,000 steps, with nearest-
 code quantisation 25.) Training and evaluation compute the same codes, so
 evaluation measures exactly the tokenizer that `text_to_image` uses. The
-arithmetic lives in `seqjax.dvae_codec`.
+arithmetic, and the letters of its shapes, live in `seqjax.dvae_codec`.
 
 Interface (task kind "autoencode", `vqvae_digits`): inputs [B, 16, 4] pixels in
 [0, 1] -> logits [B, 64, G] over the grey levels of the 64 pixels, patch-major.
@@ -33,7 +33,7 @@ from seqjax.interfaces import IOSpec
 @dataclasses.dataclass(frozen=True)
 class DVAEConfig:
   """`config.model` fields of `dvae`."""
-  codebook_size: int = 32   # K, codes (image-token vocabulary)
+  codebook_size: int = 32   # C, codes (image-token vocabulary)
   code_width: int = 16      # E, width of a code's embedding
   hidden: int = 64          # U, hidden units of encoder and decoder MLPs
   commitment: float = 0.25  # beta, weight of the commitment term (VQ-VAE)
@@ -52,7 +52,7 @@ class DVAEConfig:
 
 
 class DVAE(nn.Module):
-  """Patches [B, P, 4] in [0, 1] -> pixel level logits [B, 4P, G].
+  """Patches [B, M, 4] in [0, 1] -> pixel level logits [B, 4M, G].
 
   Attributes:
     config: the model config.
@@ -62,7 +62,7 @@ class DVAE(nn.Module):
   grey_levels: int
 
   @nn.compact
-  def __call__(self, pixels_BxPx4, *, train: bool = False, decode: bool = False):
+  def __call__(self, pixels_BxMx4, *, train: bool = False, decode: bool = False):
     if decode:
       raise ValueError("dvae is an autoencoder; it has no autoregressive decoding.")
     cfg, g = self.config, self.grey_levels
@@ -79,35 +79,35 @@ class DVAE(nn.Module):
         dec_b1=self.param("dec_b1", zeros, (cfg.hidden,)),
         dec_w2=self.param("dec_w2", dense, (cfg.hidden, 4 * g)),
         dec_b2=self.param("dec_b2", zeros, (4 * g,)))
-    z_BxPxE = dvae_codec.encoder_out(params, pixels_BxPx4)
-    codes_BxP = dvae_codec.nearest(params, z_BxPxE)
-    q_BxPxE = quantise(z_BxPxE, params["codebook"], codes_BxP, cfg.commitment)
-    out_BxPx4xG = dvae_codec.decoder_logits(params, q_BxPxE)
-    return out_BxPx4xG.reshape(out_BxPx4xG.shape[0], -1, g)
+    z_BxMxE = dvae_codec.encoder_out(params, pixels_BxMx4)
+    codes_BxM = dvae_codec.nearest(params, z_BxMxE)
+    q_BxMxE = quantise(z_BxMxE, params["codebook"], codes_BxM, cfg.commitment)
+    out_BxMx4xG = dvae_codec.decoder_logits(params, q_BxMxE)
+    return out_BxMx4xG.reshape(out_BxMx4xG.shape[0], -1, g)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
-def quantise(z_NxPxE, codebook_KxE, codes_NxP, commitment: float):
-  """The codebook rows of `codes` [N, P, E]; see `_quantise_bwd` for gradients."""
-  del z_NxPxE, commitment
-  return codebook_KxE[codes_NxP]
+def quantise(z_NxMxE, codebook_CxE, codes_NxM, commitment: float):
+  """The codebook rows of `codes` [N, M, E]; see `_quantise_bwd` for gradients."""
+  del z_NxMxE, commitment
+  return codebook_CxE[codes_NxM]
 
 
-def _quantise_fwd(z_NxPxE, codebook_KxE, codes_NxP, commitment):
-  return codebook_KxE[codes_NxP], (z_NxPxE, codebook_KxE, codes_NxP)
+def _quantise_fwd(z_NxMxE, codebook_CxE, codes_NxM, commitment):
+  return codebook_CxE[codes_NxM], (z_NxMxE, codebook_CxE, codes_NxM)
 
 
-def _quantise_bwd(commitment, res, g_NxPxE):
+def _quantise_bwd(commitment, res, g_NxMxE):
   """The VQ-VAE gradients without extra loss terms in the task: z receives the
   decoder's gradient straight through plus the commitment term
   commitment * d/dz |z - sg(q)|^2, and each codebook row the codebook term
-  d/dc |sg(z) - c|^2 of the z assigned to it; both means over the N P patches."""
-  z_NxPxE, codebook_KxE, codes_NxP = res
-  q_NxPxE = codebook_KxE[codes_NxP]
-  count = codes_NxP.size
-  dz = g_NxPxE + commitment * 2 * (z_NxPxE - q_NxPxE) / count
-  dcodebook = jnp.zeros_like(codebook_KxE).at[codes_NxP].add(
-      2 * (q_NxPxE - z_NxPxE) / count)
+  d/dc |sg(z) - c|^2 of the z assigned to it; both means over the N M patches."""
+  z_NxMxE, codebook_CxE, codes_NxM = res
+  q_NxMxE = codebook_CxE[codes_NxM]
+  count = codes_NxM.size
+  dz = g_NxMxE + commitment * 2 * (z_NxMxE - q_NxMxE) / count
+  dcodebook = jnp.zeros_like(codebook_CxE).at[codes_NxM].add(
+      2 * (q_NxMxE - z_NxMxE) / count)
   return dz, dcodebook, None
 
 

@@ -21,6 +21,8 @@ minGRU (Feng et al. 2024, "Were RNNs All We Needed?"):
 in a residual block x + W_o minGRU(LayerNorm(x)) (hidden size = width).
 
 The state is complex64 (LRU) or float32 (minGRU) also under bfloat16 compute.
+Letters of this file, beyond the legend in seqjax.interfaces: N the state size
+(LRU: `state_size`, minGRU: the width D).
 """
 
 import dataclasses
@@ -256,8 +258,12 @@ class LinearRecurrenceConfig:
   def __post_init__(self):
     configs.check_positive("model", width=self.width, num_layers=self.num_layers)
     configs.check_choice("model", "scan", self.scan, SCANS)
-    if not 0 <= self.dropout < 1:
-      raise ConfigError(f"model.dropout must be in [0, 1), got {self.dropout!r}.")
+    configs.check_probability("model", dropout=self.dropout)
+
+  def branch(self):
+    """The residual branch of block i, `f(cfg, h, i, decode, dtype) -> h`, called
+    inside `LinearRecurrentStack` (its layers are named there, `lru_{i}`, ...)."""
+    raise NotImplementedError
 
   def build(self, io: IOSpec) -> nn.Module:
     return SequenceModel(io=io, width=self.width, backbone=LinearRecurrentStack(self))
@@ -280,10 +286,31 @@ class LRUConfig(LinearRecurrenceConfig):
     if self.state_size < 0:
       raise ConfigError(f"model.state_size must be >= 0, got {self.state_size}.")
 
+  def branch(self):
+    return lru_branch
+
 
 @dataclasses.dataclass(frozen=True)
 class MinGRUConfig(LinearRecurrenceConfig):
   """`config.model` fields of `mingru`."""
+
+  def branch(self):
+    return mingru_branch
+
+
+def lru_branch(cfg: LRUConfig, h, i: int, decode: bool, dtype):
+  """GLU(GELU(LRU(h))), GLU(y) = W1 y * sigmoid(W2 y), computed in `dtype`."""
+  h = LRULayer(cfg.state_size or cfg.width, cfg.r_min, cfg.r_max,
+               cfg.max_phase, cfg.scan, name=f"lru_{i}")(h, decode)
+  h = nn.gelu(h).astype(dtype)
+  return nn.Dense(cfg.width, name=f"glu_a_{i}")(h) * jax.nn.sigmoid(
+      nn.Dense(cfg.width, name=f"glu_b_{i}")(h))
+
+
+def mingru_branch(cfg: MinGRUConfig, h, i: int, decode: bool, dtype):
+  """W_o minGRU(h), computed in `dtype`."""
+  h = MinGRULayer(cfg.scan, name=f"mingru_{i}")(h, decode)
+  return nn.Dense(cfg.width, name=f"out_{i}")(h.astype(dtype))
 
 
 class LinearRecurrentStack(nn.Module):
@@ -295,14 +322,6 @@ class LinearRecurrentStack(nn.Module):
     cfg = self.config
     for i in range(cfg.num_layers):
       h = nn.LayerNorm(name=f"norm_{i}")(x_BxLxD)
-      if isinstance(cfg, LRUConfig):
-        h = LRULayer(cfg.state_size or cfg.width, cfg.r_min, cfg.r_max,
-                     cfg.max_phase, cfg.scan, name=f"lru_{i}")(h, decode)
-        h = nn.gelu(h).astype(x_BxLxD.dtype)
-        h = nn.Dense(cfg.width, name=f"glu_a_{i}")(h) * jax.nn.sigmoid(
-            nn.Dense(cfg.width, name=f"glu_b_{i}")(h))
-      else:
-        h = MinGRULayer(cfg.scan, name=f"mingru_{i}")(h, decode)
-        h = nn.Dense(cfg.width, name=f"out_{i}")(h.astype(x_BxLxD.dtype))
+      h = cfg.branch()(cfg, h, i, decode, x_BxLxD.dtype)
       x_BxLxD = x_BxLxD + nn.Dropout(cfg.dropout, deterministic=not train)(h)
     return x_BxLxD

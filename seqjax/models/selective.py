@@ -6,9 +6,9 @@ linear_scan`, sequential `lax.scan` or parallel `lax.associative_scan`, chosen b
 `config.model.scan`; tests check that the two agree). Unlike the LRU's, the
 decay a_t changes with every input: the model chooses what to keep.
 
-Letters of this file, beyond the legend in seqjax/__init__.py: E the inner
+Letters of this file, beyond the legend in seqjax.interfaces: E the inner
 width of a block (Mamba: expand * D; RG-LRU: rnn_width), N the state size per
-channel (Mamba), R the rank of Mamba's delta projection, J the taps of the
+channel (Mamba), I the rank of Mamba's delta projection, J the taps of the
 causal convolution (`conv_width`).
 
 Mamba (Gu & Dao 2023, "Mamba: Linear-Time Sequence Modeling with Selective
@@ -22,7 +22,7 @@ State Spaces", section 3 and Algorithm 2; reference code state-spaces/mamba
   y_t = C_t . h_t + D * x_t;   out = W_out (y * SiLU(z))
 with A = -exp(A_log), A_log = log(n + 1) (S4D-real: A_n = -(n + 1)); D = 1; b_dt
 the inverse softplus of dt drawn log-uniformly in [dt_min, dt_max] (floored at
-dt_init_floor), so delta starts in that range; W_dt uniform in +-R^-1/2; the
+dt_init_floor), so delta starts in that range; W_dt uniform in +-I^-1/2; the
 convolution as PyTorch's Conv1d (uniform in +-J^-1/2, weights and bias).
 The block is pre-norm residual, x + Mamba(RMSNorm(x)); a final RMSNorm.
 
@@ -126,7 +126,7 @@ class MambaLayer(nn.Module):
   """
   inner: int          # E
   state_size: int     # N
-  dt_rank: int        # R
+  dt_rank: int        # I
   conv_width: int     # J
   dt_min: float
   dt_max: float
@@ -142,14 +142,14 @@ class MambaLayer(nn.Module):
     x_BxLxE = jax.nn.silu(CausalConv(self.conv_width, uniform_init(bound),
                                      uniform_init(bound), name="conv")(x_BxLxE, decode))
     dbc = nn.Dense(r + 2 * n, use_bias=False, name="x_proj")(x_BxLxE)
-    dt_BxLxR, b_BxLxN, c_BxLxN = jnp.split(dbc, [r, r + n], axis=-1)
+    dt_BxLxI, b_BxLxN, c_BxLxN = jnp.split(dbc, [r, r + n], axis=-1)
     w_dt = self.param("dt_proj", uniform_init(r ** -0.5), (r, e))
     b_dt = self.param("dt_bias", dt_bias_init(self.dt_min, self.dt_max,
                                               self.dt_init_floor), (e,))
     a_log = self.param("A_log", s4d_real_init, (e, n))
     d = self.param("D", nn.initializers.ones, (e,))
     delta_BxLxE = jax.nn.softplus(
-        jnp.einsum("blr,re->ble", dt_BxLxR, w_dt) + b_dt[None, None])
+        jnp.einsum("blr,re->ble", dt_BxLxI, w_dt) + b_dt[None, None])
     dtype = jnp.promote_types(delta_BxLxE.dtype, jnp.float32)
     time_major = lambda v: jnp.swapaxes(v, 0, 1).astype(dtype)
     delta_LxBxE = time_major(delta_BxLxE)
@@ -309,8 +309,7 @@ class SelectiveConfig:
     configs.check_positive("model", width=self.width, num_layers=self.num_layers,
                            conv_width=self.conv_width)
     configs.check_choice("model", "scan", self.scan, SCANS)
-    if not 0 <= self.dropout < 1:
-      raise ConfigError(f"model.dropout must be in [0, 1), got {self.dropout!r}.")
+    configs.check_probability("model", dropout=self.dropout)
 
   def block(self) -> type[nn.Module]:
     raise NotImplementedError
@@ -325,7 +324,7 @@ class MambaConfig(SelectiveConfig):
   and state-spaces/mamba)."""
   state_size: int = 16        # N, state per channel
   expand: int = 2             # E = expand * D, the inner width
-  dt_rank: int = 0            # R, rank of the delta projection; 0: ceil(D / 16)
+  dt_rank: int = 0            # I, rank of the delta projection; 0: ceil(D / 16)
   dt_min: float = 1e-3        # delta at init: log-uniform in [dt_min, dt_max]
   dt_max: float = 1e-1
   dt_init_floor: float = 1e-4  # smallest delta at init

@@ -1,8 +1,9 @@
 """`vit`: the Vision Transformer (Dosovitskiy et al. 2021, "An Image is Worth
 16x16 Words").
 
-An image is cut into P x P patches, each flattened (`patchify`), so a task gives
-IOSpec(kind="classify", input_features=F = P * P * C) and inputs [B, N, F]. The
+An image [Y, Z, C] (C channels) is cut into A x A patches, each flattened
+(`patchify`), so a task gives IOSpec(kind="classify", input_features=F = A * A * C)
+and inputs [B, N, F], N patches. The
 shared `SequenceModel` maps every patch through one Dense layer: that is the
 linear patch embedding. The backbone prepends a learned CLS token, adds a learned
 positional embedding (N + 1 rows), runs a bidirectional pre-LN encoder, and hands
@@ -23,12 +24,13 @@ from seqjax.models.transformer import AttentionModelConfig
 from seqjax.models.transformer import PooledEncoder
 
 
-def patchify(images_BxHxWxC, patch: int):
-  """Non-overlapping P x P patches in row-major order: [B, (H/P)(W/P), P*P*C]."""
-  b, h, w, c = images_BxHxWxC.shape
+def patchify(images_BxYxZxC, patch: int):
+  """Non-overlapping A x A patches (A = `patch`) in row-major order:
+  [B, (Y/A)(Z/A), A*A*C]."""
+  b, h, w, c = images_BxYxZxC.shape
   if h % patch or w % patch:
     raise ValueError(f"Image {h}x{w} is not divisible into {patch}x{patch} patches.")
-  x = images_BxHxWxC.reshape(b, h // patch, patch, w // patch, patch, c)
+  x = images_BxYxZxC.reshape(b, h // patch, patch, w // patch, patch, c)
   x = jnp.transpose(x, (0, 1, 3, 2, 4, 5))
   return x.reshape(b, (h // patch) * (w // patch), patch * patch * c)
 

@@ -2,11 +2,12 @@
 experiment 4), in the form of Le, Jaitly & Hinton 2015, "A Simple Way to
 Initialize Recurrent Networks of Rectified Linear Units".
 
-Inputs [B, T, 2]: channel 0 holds values drawn uniformly from [0, 1], channel 1
-is a marker channel with exactly two ones, one at a uniform position in each half
-of the sequence (first in [0, T/2), second in [T/2, T)). The target is the sum of
-the two marked values, regressed at the last position (mean squared error). The
-dependency length is up to T: the first marked value may sit at position 0.
+Inputs [B, L, 2] (L is the papers' T): channel 0 holds values drawn uniformly
+from [0, 1], channel 1 is a marker channel with exactly two ones, one at a
+uniform position in each half of the sequence (first in [0, L/2), second in
+[L/2, L)). The target is the sum of the two marked values, regressed at the last
+position (mean squared error). The dependency length is up to L: the first
+marked value may sit at position 0.
 
 Always predicting 1 (the mean of the sum) gives MSE Var(u1 + u2) = 2/12 = 1/6:
 the chance level. "Solved" is MSE <= 0.01, 6% of that baseline, fixed before any
@@ -26,7 +27,7 @@ from seqjax.tasks import base
 @dataclasses.dataclass(frozen=True)
 class Adding:
   """Attributes are the `config.task` fields of `adding`."""
-  length: int = 200       # T: sequence length, the longest dependency
+  length: int = 200       # L (the papers' T): sequence length, longest dependency
 
   loss = "mse"
   metric = "mse"          # squared error of the sum, at the last position
@@ -51,18 +52,18 @@ class Adding:
   def batch(self, key, batch_size: int):
     t, half = self.length, self.length // 2
     k_values, k_first, k_second = jax.random.split(key, 3)
-    values_BxT = jax.random.uniform(k_values, (batch_size, t))
+    values_BxL = jax.random.uniform(k_values, (batch_size, t))
     first_B = jax.random.randint(k_first, (batch_size,), 0, half)
     second_B = jax.random.randint(k_second, (batch_size,), half, t)
-    positions_1xT = jnp.arange(t)[None, :]
-    markers_BxT = ((positions_1xT == first_B[:, None]) |
-                   (positions_1xT == second_B[:, None])).astype(jnp.float32)
-    sum_B = jnp.sum(values_BxT * markers_BxT, axis=-1)
+    positions_1xL = jnp.arange(t)[None, :]
+    markers_BxL = ((positions_1xL == first_B[:, None]) |
+                   (positions_1xL == second_B[:, None])).astype(jnp.float32)
+    sum_B = jnp.sum(values_BxL * markers_BxL, axis=-1)
     return dict(
-        inputs=jnp.stack([values_BxT, markers_BxT], axis=-1),
+        inputs=jnp.stack([values_BxL, markers_BxL], axis=-1),
         targets=jnp.broadcast_to(sum_B[:, None, None], (batch_size, t, 1)),
         mask=base.last_position_mask(batch_size, t))
 
-  def metrics(self, outputs_BxTx1, batch):
-    mse = base.mean_squared_error(outputs_BxTx1, batch["targets"], batch["mask"])
+  def metrics(self, outputs_BxLx1, batch):
+    mse = base.mean_squared_error(outputs_BxLx1, batch["targets"], batch["mask"])
     return dict(loss=mse, mse=mse)

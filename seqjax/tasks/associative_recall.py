@@ -58,8 +58,7 @@ class AssociativeRecall:
 
   @property
   def io(self) -> base.IOSpec:
-    return base.IOSpec(kind="lm", length=self.length, output_size=self.vocab,
-                       input_vocab=self.vocab)
+    return base.lm_io(self.length, self.vocab)
 
   @property
   def chance(self) -> float:

@@ -6,7 +6,14 @@ legend is there too.
 import jax
 import jax.numpy as jnp
 
-from seqjax.interfaces import IOSpec  # tasks build theirs as `base.IOSpec(...)`
+from seqjax.interfaces import IOSpec  # tasks build theirs as `base.IOSpec(...)`, or `lm_io`
+
+
+def lm_io(length: int, vocab: int, **fields) -> IOSpec:
+  """The IOSpec of a language-model task: `length` tokens of `vocab` ids in,
+  logits over the same `vocab` ids out at every position."""
+  return IOSpec(kind="lm", length=length, output_size=vocab, input_vocab=vocab,
+                **fields)
 
 
 def scored(positions_BxP, batch: dict) -> dict:

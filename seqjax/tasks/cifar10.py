@@ -56,9 +56,9 @@ def read_batch(path: str) -> tuple[onp.ndarray, onp.ndarray]:
   return onp.ascontiguousarray(images), labels
 
 
-def grey(images_NxHxWx3: onp.ndarray) -> onp.ndarray:
+def grey(images_NxYxZx3: onp.ndarray) -> onp.ndarray:
   """tf.image.rgb_to_grayscale of uint8 images, computed as TensorFlow does."""
-  flt = images_NxHxWx3.astype(onp.float32) * onp.float32(1 / 255)
+  flt = images_NxYxZx3.astype(onp.float32) * onp.float32(1 / 255)
   g = flt @ GREY_WEIGHTS
   return (g * onp.float32(255.5)).astype(onp.uint8)
 

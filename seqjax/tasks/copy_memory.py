@@ -16,6 +16,7 @@ log(alphabet)). The loss is the mean over the positions `score` weights: with
 is the paper's formula at its T = delay (its input length T + 20 is ours at
 k = 10); with `score="recall"`, the k recall positions only, log(alphabet). Its
 accuracy at the recall positions is the chance level 1 / alphabet.
+Letters, beyond the legend in seqjax.interfaces: M = k, the symbols to copy.
 """
 
 import dataclasses
@@ -52,9 +53,7 @@ class CopyMemory:
 
   @property
   def io(self) -> base.IOSpec:
-    vocab = self.alphabet + 2
-    return base.IOSpec(kind="lm", length=self.length, output_size=vocab,
-                       input_vocab=vocab)
+    return base.lm_io(self.length, self.alphabet + 2)
 
   @property
   def chance(self) -> float:
@@ -77,14 +76,14 @@ class CopyMemory:
 
   def batch(self, key, batch_size: int):
     k, length = self.num_symbols, self.length
-    symbols_BxK = jax.random.randint(
+    symbols_BxM = jax.random.randint(
         key, (batch_size, k), 1, self.alphabet + 1, dtype=jnp.int32)
     blanks = jnp.zeros((batch_size, self.delay - 1), jnp.int32)
     delimiter = jnp.full((batch_size, 1), self.alphabet + 1, jnp.int32)
     inputs = jnp.concatenate(
-        [symbols_BxK, blanks, delimiter, jnp.zeros_like(symbols_BxK)], axis=1)
+        [symbols_BxM, blanks, delimiter, jnp.zeros_like(symbols_BxM)], axis=1)
     targets = jnp.concatenate(
-        [jnp.zeros((batch_size, self.delay + k), jnp.int32), symbols_BxK], axis=1)
+        [jnp.zeros((batch_size, self.delay + k), jnp.int32), symbols_BxM], axis=1)
     recall_L = jnp.arange(length) >= self.delay + k
     mask_L = jnp.ones(length) if self.score == "all" else recall_L
     batch = dict(inputs=inputs, targets=targets,

@@ -54,9 +54,7 @@ class FlipFlop:
       raise ConfigError(
           f"task.num_instructions={self.num_instructions} must be at least 2 "
           "(a first write and a last read).")
-    if not 0 <= self.p_ignore < 1:
-      raise ConfigError(
-          f"task.p_ignore must be in [0, 1), got {self.p_ignore!r}.")
+    configs.check_probability("task", p_ignore=self.p_ignore)
     configs.check_choice("task", "score", self.score, ("reads", "all"))
 
   @property
@@ -65,8 +63,7 @@ class FlipFlop:
 
   @property
   def io(self) -> base.IOSpec:
-    return base.IOSpec(kind="lm", length=self.length, output_size=5,
-                       input_vocab=5)
+    return base.lm_io(self.length, 5)
 
   @property
   def eval_sets(self) -> dict:

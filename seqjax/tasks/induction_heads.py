@@ -50,9 +50,8 @@ class InductionHeads:
 
   @property
   def io(self) -> base.IOSpec:
-    return base.IOSpec(kind="lm", length=self.length, output_size=self.vocab,
-                       input_vocab=self.vocab,
-                       eval_lengths=tuple(self.eval_lengths))
+    return base.lm_io(self.length, self.vocab,
+                      eval_lengths=tuple(self.eval_lengths))
 
   @property
   def chance(self) -> float:

@@ -50,6 +50,8 @@ numpy.random.default_rng([data_seed, resolution, contour_length, c]), cached as
   $SEQJAX_DATA/pathfinder/<name>.npz   (images, labels, markers)
 The first num_train images train, the next num_valid validate, the rest test
 (LRA: 80% / 10% / 10% of 200,000).
+Letters of this file, beyond the legend in seqjax.interfaces: N images, C the
+candidate headings of a dash, A the pixels along a dash, M offsets.
 """
 
 import dataclasses
@@ -104,9 +106,9 @@ def square_offsets(r: int) -> onp.ndarray:
   return onp.stack([dy.ravel(), dx.ravel()], axis=-1)
 
 
-def dilate(mask_NxHxW: onp.ndarray, r: int) -> onp.ndarray:
+def dilate(mask_NxYxZ: onp.ndarray, r: int) -> onp.ndarray:
   """Boolean dilation by a (2r+1) x (2r+1) square (Chebyshev radius r)."""
-  out = mask_NxHxW.copy()
+  out = mask_NxYxZ.copy()
   for axis in (1, 2):
     src, n = out.copy(), out.shape[axis]
     for s in range(1, r + 1):
@@ -141,9 +143,9 @@ class _Canvas:
     self.disc = disc_offsets(p.marker_radius)
     self.halo = square_offsets(self.link)   # what a contour keeps clear
 
-  def free(self, pix_NxKxPx2, *masks):
-    """[N, K]: every pixel inside the image and in none of `masks` [N, H, W]."""
-    y, x = pix_NxKxPx2[..., 0], pix_NxKxPx2[..., 1]
+  def free(self, pix_NxCxAx2, *masks):
+    """[N, C]: every pixel inside the image and in none of `masks` [N, Y, Z]."""
+    y, x = pix_NxCxAx2[..., 0], pix_NxCxAx2[..., 1]
     ok = (y >= 0) & (y < self.size) & (x >= 0) & (x < self.size)
     yc, xc = onp.clip(y, 0, self.size - 1), onp.clip(x, 0, self.size - 1)
     rows = self.rows[:, None, None]
@@ -151,19 +153,19 @@ class _Canvas:
       ok &= ~mask[rows, yc, xc]
     return ok.all(axis=-1)
 
-  def paint(self, mask, pix_NxPx2, offsets=None, value=True):
-    """Sets `mask` [N, H, W] to `value` at the pixels [N, P, 2] (each widened
+  def paint(self, mask, pix_NxAx2, offsets=None, value=True):
+    """Sets `mask` [N, Y, Z] to `value` at the pixels [N, A, 2] (each widened
     by `offsets` [M, 2])."""
     if offsets is not None:
-      pix_NxPx2 = (pix_NxPx2[:, :, None, :] + offsets[None, None]).reshape(
+      pix_NxAx2 = (pix_NxAx2[:, :, None, :] + offsets[None, None]).reshape(
           self.n, -1, 2)
-    y = onp.clip(pix_NxPx2[..., 0], 0, self.size - 1)
-    x = onp.clip(pix_NxPx2[..., 1], 0, self.size - 1)
+    y = onp.clip(pix_NxAx2[..., 0], 0, self.size - 1)
+    x = onp.clip(pix_NxAx2[..., 1], 0, self.size - 1)
     mask[self.rows[:, None], y, x] = value
 
   def contours(self, rng, starts: list, dashes: int, discs: bool = False):
     """Grows len(starts) contours in every image, a dash of each in turn, each
-    kept clear of the others. Returns (pixels: a [N, H, W] bool per contour,
+    kept clear of the others. Returns (pixels: a [N, Y, Z] bool per contour,
     reserved: the same with the marker discs, ok [N], first pixels, last
     pixels: a [N, 2] per contour). With `discs`, a marker disc must fit at
     either end; both are kept clear of other contours, and drawn only where a
@@ -200,7 +202,7 @@ class _Canvas:
         if d > 0:
           begin = end[i][:, None, :] + (p.gap + 1) * u
         pix = onp.rint(begin[:, :, None, :] + self.steps[None, None, :, None]
-                       * u[:, :, None, :]).astype(onp.int64)    # [N, K, P, 2]
+                       * u[:, :, None, :]).astype(onp.int64)    # [N, C, A, 2]
         valid = self.free(pix, blocked[i], near_own[i])
         if d > 0:
           gap = onp.abs(pix[:, :, 0, :] - prev[i][:, None, -1, :]).max(axis=-1)
@@ -212,7 +214,7 @@ class _Canvas:
         cum = onp.cumsum(weight * valid, axis=1)
         ok &= cum[:, -1] > 0
         choice = onp.argmax(cum > rng.uniform(size=(n, 1)) * cum[:, -1:], axis=1)
-        chosen = pix[self.rows, choice]                         # [N, P, 2]
+        chosen = pix[self.rows, choice]                         # [N, A, 2]
         theta[i] = cand[self.rows, choice]
         end[i] = begin[self.rows, choice] + p.dash_length * u[self.rows, choice]
         self.paint(own[i], chosen)
@@ -240,7 +242,7 @@ class _Canvas:
     self.rows = onp.arange(self.n)
 
   def commit(self, own, reserved):
-    """Draws contour pixels `own` [N, H, W]; blocks the surround of `reserved`
+    """Draws contour pixels `own` [N, Y, Z]; blocks the surround of `reserved`
     (the pixels with the marker discs)."""
     self.image[own] = self.p.level
     self.blocked |= dilate(reserved, self.link)
@@ -248,7 +250,7 @@ class _Canvas:
 
 def generate_attempt(rng, n: int, size: int, contour_length: int,
                      num_distractors: int, distractor_length: int):
-  """One try at `n` images: the ones that succeeded, as (images [m, H, W]
+  """One try at `n` images: the ones that succeeded, as (images [m, Y, Z]
   uint8, labels [m], markers [m, 2, 2]: the two marker centres (row, column))."""
   p = PRESETS[size]
   c = _Canvas(n, size, p)
@@ -297,7 +299,7 @@ def generate_chunk(seed_seq: list[int], num: int, size: int, contour_length: int
 
 def generate(seed: int, num: int, size: int, contour_length: int,
              num_distractors: int, distractor_length: int):
-  """`num` images, chunk by chunk: (images [num, H, W], labels, markers)."""
+  """`num` images, chunk by chunk: (images [num, Y, Z], labels, markers)."""
   parts = [generate_chunk([seed, size, contour_length, c], min(CHUNK, num - start),
                           size, contour_length, num_distractors, distractor_length)
            for c, start in enumerate(range(0, num, CHUNK))]

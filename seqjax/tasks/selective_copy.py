@@ -11,6 +11,8 @@ the spacing varies and the longest dependency is up to L - 1: a model must selec
 what to remember by content, not by time.
 
 Paper setting: L = 4096, vocab 16, M = 16 (these defaults scale to it).
+Letters of this file, beyond the legend in seqjax.interfaces: M the symbols to
+copy, A = L - M the region before the markers.
 Chance: accuracy 1 / (vocab - 2) for a model that ignores the input.
 """
 
@@ -49,8 +51,7 @@ class SelectiveCopy:
 
   @property
   def io(self) -> base.IOSpec:
-    return base.IOSpec(kind="lm", length=self.length, output_size=self.vocab,
-                       input_vocab=self.vocab)
+    return base.lm_io(self.length, self.vocab)
 
   @property
   def chance(self) -> float:
@@ -62,16 +63,16 @@ class SelectiveCopy:
     symbols_BxM = jax.random.randint(
         k_symbols, (batch_size, m), 1, self.vocab - 1, dtype=jnp.int32)
     # M distinct positions: the M largest of i.i.d. uniforms, then in order.
-    scores_BxR = jax.random.uniform(k_positions, (batch_size, region))
-    positions_BxM = jnp.sort(jax.lax.top_k(scores_BxR, m)[1], axis=-1)
+    scores_BxA = jax.random.uniform(k_positions, (batch_size, region))
+    positions_BxM = jnp.sort(jax.lax.top_k(scores_BxA, m)[1], axis=-1)
     rows_Bx1 = jnp.arange(batch_size)[:, None]
-    region_BxR = jnp.zeros((batch_size, region), jnp.int32).at[
+    region_BxA = jnp.zeros((batch_size, region), jnp.int32).at[
         rows_Bx1, positions_BxM].set(symbols_BxM)
     markers_BxM = jnp.full((batch_size, m), self.vocab - 1, jnp.int32)
     targets = jnp.concatenate(
         [jnp.zeros((batch_size, region), jnp.int32), symbols_BxM], axis=1)
     mask_L = jnp.arange(self.length) >= region
-    return dict(inputs=jnp.concatenate([region_BxR, markers_BxM], axis=1),
+    return dict(inputs=jnp.concatenate([region_BxA, markers_BxM], axis=1),
                 targets=targets,
                 mask=jnp.broadcast_to(mask_L, targets.shape).astype(jnp.float32),
                 positions=base.last_positions(batch_size, self.length, m))

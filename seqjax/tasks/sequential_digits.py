@@ -94,14 +94,14 @@ class SequentialDigits(datafiles.LabelledDataset):
   def _splits(self) -> dict:
     return load_splits(self.split_seed, self.valid_size, self.test_size)
 
-  def features(self, images_NxHxW):
+  def features(self, images_NxYxZ):
     """Images [N, 8, 8] -> model inputs [N, L, F] in this task's layout."""
-    n = images_NxHxW.shape[0]
+    n = images_NxYxZ.shape[0]
     if self.layout == "patches":
       g = IMAGE // PATCH
-      x = images_NxHxW.reshape(n, g, PATCH, g, PATCH).transpose(0, 1, 3, 2, 4)
+      x = images_NxYxZ.reshape(n, g, PATCH, g, PATCH).transpose(0, 1, 3, 2, 4)
       return x.reshape(n, g * g, PATCH * PATCH)
-    pixels_NxL = images_NxHxW.reshape(n, IMAGE * IMAGE)
+    pixels_NxL = images_NxYxZ.reshape(n, IMAGE * IMAGE)
     if self.permute:
       order = onp.random.RandomState(self.permutation_seed).permutation(
           IMAGE * IMAGE)

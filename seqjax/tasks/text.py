@@ -122,8 +122,7 @@ class Text:
 
   @property
   def io(self) -> base.IOSpec:
-    return base.IOSpec(kind="lm", length=self.length, output_size=self.vocab_size,
-                       input_vocab=self.vocab_size)
+    return base.lm_io(self.length, self.vocab_size)
 
   @property
   def chance(self) -> float:

@@ -197,8 +197,7 @@ class TextToImage:
 
   @property
   def io(self) -> base.IOSpec:
-    return base.IOSpec(kind="lm", length=CAPTION_LENGTH + self.image_length,
-                       output_size=self.vocab_size, input_vocab=self.vocab_size)
+    return base.lm_io(CAPTION_LENGTH + self.image_length, self.vocab_size)
 
   @property
   def chance(self) -> float:
@@ -206,9 +205,9 @@ class TextToImage:
 
   # --- image tokens ------------------------------------------------------------
 
-  def image_tokens(self, images_NxHxW) -> onp.ndarray:
+  def image_tokens(self, images_NxYxZ) -> onp.ndarray:
     """Images in [0, 1] -> tokens [N, T] int32 in 0..G-1 (or 0..K-1)."""
-    levels = vqvae_digits.quantise(images_NxHxW, self.grey_levels)
+    levels = vqvae_digits.quantise(images_NxYxZ, self.grey_levels)
     if not self.tokenizer_run:
       return levels.reshape(levels.shape[0], -1)
     with jax.ensure_compile_time_eval():

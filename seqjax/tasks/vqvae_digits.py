@@ -23,9 +23,9 @@ from seqjax.tasks import base
 from seqjax.tasks import sequential_digits
 
 
-def quantise(images_NxHxW, grey_levels: int) -> onp.ndarray:
+def quantise(images_NxYxZ, grey_levels: int) -> onp.ndarray:
   """Images in [0, 1] -> levels 0..G-1 (int32, same shape): floor(x (G-1) + 1/2)."""
-  x = onp.asarray(images_NxHxW, onp.float64)
+  x = onp.asarray(images_NxYxZ, onp.float64)
   return onp.floor(x * (grey_levels - 1) + 0.5).astype(onp.int32)
 
 
