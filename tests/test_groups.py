@@ -168,8 +168,13 @@ def _wait_until_gone(pid, deadline_s=120):
 def test_a_killed_runner_stops_its_group_and_sigkill_then_rerun_is_exact(tmp_path):
   args = [f"--config={TINY}:grid=seeds", "--mode=sweep", "--jobs=1"]
   reference, killed = str(tmp_path / "reference"), str(tmp_path / "killed")
-  assert _launch(*args, f"--workdir={reference}").returncode == 0
-  names = [r["trial"] for r in sweep.read_results(reference)]
+  # The uninterrupted reference sweep runs in its own workdir while the other
+  # is killed and resumed; it is waited for before anything is compared.
+  reference_sweep = subprocess.Popen(
+      [sys.executable, os.path.join(ROOT, "launch.py"), *args,
+       f"--workdir={reference}"], cwd=ROOT, stdout=subprocess.PIPE,
+      stderr=subprocess.PIPE, text=True)
+  names = [n for n, _ in sweep.expand(TINY, "grid=seeds")]
   first = os.path.join(killed, names[0])
 
   def start():
@@ -200,6 +205,9 @@ def test_a_killed_runner_stops_its_group_and_sigkill_then_rerun_is_exact(tmp_pat
 
   result = _launch(*args, f"--workdir={killed}")
   assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+  out, err = reference_sweep.communicate(timeout=300)
+  assert reference_sweep.returncode == 0, out[-2000:] + err[-2000:]
+  assert sorted(r["trial"] for r in sweep.read_results(reference)) == sorted(names)
   assert sorted(r["trial"] for r in sweep.read_results(killed)) == sorted(names)
   for name in names:
     a, b = os.path.join(killed, name), os.path.join(reference, name)
@@ -228,11 +236,19 @@ TINY_RUN = ["--config=experiments/copy_memory.py:quick,delay=4",
             "--config.train.log_every=10", "--config.train.eval_batches=1"]
 
 
+@pytest.fixture(scope="module")
+def tiny_run_reference(tmp_path_factory):
+  """One uninterrupted launch of TINY_RUN: both signals' runs compare to it."""
+  reference = str(tmp_path_factory.mktemp("tiny_run") / "reference")
+  result = _launch(*TINY_RUN, f"--workdir={reference}")
+  assert result.returncode == 0, result.stderr[-2000:]
+  return reference
+
+
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_sigterm_and_sigint_checkpoint_and_a_relaunch_resumes_exactly(
-    tmp_path, signum):
-  reference, stopped = str(tmp_path / "reference"), str(tmp_path / "stopped")
-  assert _launch(*TINY_RUN, f"--workdir={reference}").returncode == 0
+    tmp_path, signum, tiny_run_reference):
+  reference, stopped = tiny_run_reference, str(tmp_path / "stopped")
   proc = subprocess.Popen(
       [sys.executable, os.path.join(ROOT, "launch.py"), *TINY_RUN,
        f"--workdir={stopped}"], cwd=ROOT, stdout=subprocess.PIPE,
