@@ -4,6 +4,8 @@ sys.path, as for `from test_recurrent import ...`)."""
 import dataclasses
 import importlib.util
 import os
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -33,6 +35,17 @@ def tiny_copy_memory_config() -> ml_collections.ConfigDict:
       models.model_config("lstm", width=8),
       steps=6, batch_size=4, learning_rate=1e-2, warmup_steps=1, log_every=1,
       eval_every=2, eval_batches=2, checkpoint_every=2, keep_checkpoints=2)
+
+
+def launched(workdir, *args):
+  """Runs launch.py with `args` into `workdir` to the end (exit status 0);
+  returns workdir."""
+  result = subprocess.run(
+      [sys.executable, os.path.join(ROOT, "launch.py"), *args,
+       f"--workdir={workdir}"], cwd=ROOT, capture_output=True, text=True,
+      timeout=300, check=False)
+  assert result.returncode == 0, result.stderr[-2000:]
+  return workdir
 
 
 def load_experiment(name):

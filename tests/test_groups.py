@@ -21,6 +21,8 @@ from seqjax import sweep
 from seqjax import train
 from seqjax.errors import ConfigError
 
+import helpers  # pylint: disable=g-bad-import-order
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = os.path.join(ROOT, "tests", "experiments", "tiny_sweep.py")
 WALL_CLOCK = ("steps_per_s", "wall_time_s", "train_time_s", "peak_memory_mb")
@@ -239,10 +241,8 @@ TINY_RUN = ["--config=experiments/copy_memory.py:quick,delay=4",
 @pytest.fixture(scope="module")
 def tiny_run_reference(tmp_path_factory):
   """One uninterrupted launch of TINY_RUN: both signals' runs compare to it."""
-  reference = str(tmp_path_factory.mktemp("tiny_run") / "reference")
-  result = _launch(*TINY_RUN, f"--workdir={reference}")
-  assert result.returncode == 0, result.stderr[-2000:]
-  return reference
+  return helpers.launched(str(tmp_path_factory.mktemp("tiny_run") / "reference"),
+                         *TINY_RUN)
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])

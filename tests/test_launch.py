@@ -20,6 +20,8 @@ from seqjax import run_files
 from seqjax import train
 from seqjax.errors import ConfigError
 
+import helpers  # pylint: disable=g-bad-import-order
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY_SWEEP = os.path.join(ROOT, "tests", "experiments", "tiny_sweep.py")
 TINY = ["--config=experiments/copy_memory.py:quick,delay=4",
@@ -41,25 +43,18 @@ def _records(workdir):
           for r in metric_log.read(os.path.join(workdir, "metrics.jsonl"))]
 
 
-def _launched(workdir, args):
-  """Runs launch.py with `args` into `workdir` to the end; returns workdir."""
-  result = launch(*args, f"--workdir={workdir}")
-  assert result.returncode == 0, result.stderr[-2000:]
-  return workdir
-
-
 @pytest.fixture(scope="module")
 def tiny_reference(tmp_path_factory):
   """One uninterrupted launch of TINY, shared by the tests that only read it
   (the SIGKILL test compares to it, the eval test evaluates a copy of it)."""
-  return _launched(str(tmp_path_factory.mktemp("tiny") / "reference"), TINY)
+  return helpers.launched(str(tmp_path_factory.mktemp("tiny") / "reference"), *TINY)
 
 
 def _sigkill_then_relaunch_equals_uninterrupted(tmp_path, args, steps,
                                                 reference=None):
   killed = str(tmp_path / "killed")
   if reference is None:
-    reference = _launched(str(tmp_path / "reference"), args)
+    reference = helpers.launched(str(tmp_path / "reference"), *args)
 
   proc = launch(*args, f"--workdir={killed}", wait=False)
   ckpt_dir = os.path.join(killed, "checkpoints")

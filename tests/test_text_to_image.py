@@ -239,10 +239,7 @@ TINY = ["--config=experiments/text_to_image.py:quick", "--config.model.width=16"
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
-  workdir = str(tmp_path_factory.mktemp("t2i") / "run")
-  result = launch(*TINY, f"--workdir={workdir}")
-  assert result.returncode == 0, result.stderr[-2000:]
-  return workdir
+  return helpers.launched(str(tmp_path_factory.mktemp("t2i") / "run"), *TINY)
 
 
 def test_generate_writes_grids_and_caption_accuracy(tiny_run):
