@@ -32,13 +32,5 @@ jax.config.update("jax_persistent_cache_min_compile_time_secs",
 @pytest.fixture
 def tiny_config():
   """A copy-memory LSTM run that trains in about a second."""
-  from seqjax import configs, models, tasks  # pylint: disable=import-outside-toplevel
-  import ml_collections  # pylint: disable=import-outside-toplevel
-  config = ml_collections.ConfigDict()
-  config.task = tasks.task_config("copy_memory", delay=4, num_symbols=2, alphabet=4)
-  config.model = models.model_config("lstm", width=8)
-  config.train = configs.train_defaults()
-  config.train.update(steps=6, batch_size=4, learning_rate=1e-2, warmup_steps=1,
-                      log_every=1, eval_every=2, eval_batches=2,
-                      checkpoint_every=2, keep_checkpoints=2)
-  return config
+  import helpers  # pylint: disable=import-outside-toplevel
+  return helpers.tiny_copy_memory_config()

@@ -87,11 +87,15 @@ def test_output_shape(name, kind):
 CAUSAL = [(name, kind) for name, kind in CASES if kind == "lm"]
 
 
+def causal_model(name, kind):
+  """(io, model, tokens) for a causal model: tokens drawn with key 1."""
+  io = IOS[kind]
+  return io, small(name).build(io), inputs(io, jax.random.key(1))
+
+
 @pytest.mark.parametrize("name,kind", CAUSAL)
 def test_full_call_equals_step_by_step_decoding(name, kind):
-  io = IOS[kind]
-  model = small(name).build(io)
-  tokens = inputs(io, jax.random.key(1))
+  io, model, tokens = causal_model(name, kind)
   params = model.init(jax.random.key(0), tokens)["params"]
   full = model.apply({"params": params}, tokens)
   cache = model.init(jax.random.key(0), tokens[:, :1], decode=True)["cache"]
@@ -107,9 +111,7 @@ def test_full_call_equals_step_by_step_decoding(name, kind):
 
 @pytest.mark.parametrize("name,kind", CAUSAL)
 def test_no_gradient_from_the_future(name, kind):
-  io = IOS[kind]
-  model = small(name).build(io)
-  tokens = inputs(io, jax.random.key(1))
+  io, model, tokens = causal_model(name, kind)
   variables = model.init(jax.random.key(0), tokens)
   zero = jax.tree_util.tree_map(jnp.zeros_like, variables["perturbations"])
   for t in range(io.length):

@@ -21,6 +21,8 @@ from seqjax import sweep
 from seqjax import train
 from seqjax.errors import ConfigError
 
+import helpers  # pylint: disable=g-bad-import-order
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = os.path.join(ROOT, "tests", "experiments", "tiny_sweep.py")
 WALL_CLOCK = ("steps_per_s", "wall_time_s", "train_time_s", "peak_memory_mb")
@@ -228,11 +230,17 @@ TINY_RUN = ["--config=experiments/copy_memory.py:quick,delay=4",
             "--config.train.log_every=10", "--config.train.eval_batches=1"]
 
 
+@pytest.fixture(scope="module")
+def tiny_run_reference(tmp_path_factory):
+  """One uninterrupted launch of TINY_RUN: both signals' runs compare to it."""
+  return helpers.launched(str(tmp_path_factory.mktemp("tiny_run") / "reference"),
+                         *TINY_RUN)
+
+
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_sigterm_and_sigint_checkpoint_and_a_relaunch_resumes_exactly(
-    tmp_path, signum):
-  reference, stopped = str(tmp_path / "reference"), str(tmp_path / "stopped")
-  assert _launch(*TINY_RUN, f"--workdir={reference}").returncode == 0
+    tmp_path, signum, tiny_run_reference):
+  reference, stopped = tiny_run_reference, str(tmp_path / "stopped")
   proc = subprocess.Popen(
       [sys.executable, os.path.join(ROOT, "launch.py"), *TINY_RUN,
        f"--workdir={stopped}"], cwd=ROOT, stdout=subprocess.PIPE,

@@ -3,6 +3,7 @@
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -18,6 +19,8 @@ from seqjax import metric_log
 from seqjax import run_files
 from seqjax import train
 from seqjax.errors import ConfigError
+
+import helpers  # pylint: disable=g-bad-import-order
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY_SWEEP = os.path.join(ROOT, "tests", "experiments", "tiny_sweep.py")
@@ -40,9 +43,18 @@ def _records(workdir):
           for r in metric_log.read(os.path.join(workdir, "metrics.jsonl"))]
 
 
-def _sigkill_then_relaunch_equals_uninterrupted(tmp_path, args, steps):
-  reference, killed = str(tmp_path / "reference"), str(tmp_path / "killed")
-  assert launch(*args, f"--workdir={reference}").returncode == 0
+@pytest.fixture(scope="module")
+def tiny_reference(tmp_path_factory):
+  """One uninterrupted launch of TINY, shared by the tests that only read it
+  (the SIGKILL test compares to it, the eval test evaluates a copy of it)."""
+  return helpers.launched(str(tmp_path_factory.mktemp("tiny") / "reference"), *TINY)
+
+
+def _sigkill_then_relaunch_equals_uninterrupted(tmp_path, args, steps,
+                                                reference=None):
+  killed = str(tmp_path / "killed")
+  if reference is None:
+    reference = helpers.launched(str(tmp_path / "reference"), *args)
 
   proc = launch(*args, f"--workdir={killed}", wait=False)
   ckpt_dir = os.path.join(killed, "checkpoints")
@@ -67,8 +79,9 @@ def _sigkill_then_relaunch_equals_uninterrupted(tmp_path, args, steps):
     assert summary(killed)[key] == summary(reference)[key]
 
 
-def test_sigkill_and_relaunch_equals_uninterrupted_run(tmp_path):
-  _sigkill_then_relaunch_equals_uninterrupted(tmp_path, TINY, 150)
+def test_sigkill_and_relaunch_equals_uninterrupted_run(tmp_path, tiny_reference):
+  _sigkill_then_relaunch_equals_uninterrupted(tmp_path, TINY, 150,
+                                              reference=tiny_reference)
 
 
 def test_sigkill_and_relaunch_of_a_file_dataset_task_is_exact(tmp_path):
@@ -209,9 +222,9 @@ def test_workdir_of_another_config_is_refused_and_left_intact(tiny_config, tmp_p
     assert open(os.path.join(workdir, name)).read() == text
 
 
-def test_eval_mode_restores_best_or_given_step(tmp_path):
-  workdir = str(tmp_path / "run")
-  assert launch(*TINY, f"--workdir={workdir}").returncode == 0
+def test_eval_mode_restores_best_or_given_step(tmp_path, tiny_reference):
+  workdir = str(tmp_path / "run")  # a copy: eval mode writes eval_<step>.json
+  shutil.copytree(tiny_reference, workdir)
   result = launch(f"--workdir={workdir}", "--mode=eval", "--step=150")
   assert result.returncode == 0, result.stderr
   evaluated = json.loads(result.stdout)

@@ -1,8 +1,6 @@
 """LRU and minGRU: NumPy references from the papers' equations, sequential ==
 parallel scans, decoding, causality, the ring initialisation, compile cost."""
 
-import dataclasses
-
 import jax
 import jax.numpy as jnp
 import numpy as onp
@@ -12,6 +10,7 @@ from seqjax import models
 from seqjax.interfaces import IOSpec
 from seqjax.models import linear_recurrence as lr
 
+import helpers  # pylint: disable=g-bad-import-order
 from test_recurrent import input_gradient_mask  # pylint: disable=g-bad-import-order
 
 IO = IOSpec(kind="lm", length=9, output_size=5, input_vocab=5)
@@ -47,26 +46,25 @@ def perturbed(params):
       lambda q: q + 0.05 * jax.random.normal(jax.random.key(3), q.shape), params)
 
 
-@pytest.mark.parametrize("scan", lr.SCANS)
-def test_lru_layer_matches_numpy_reference(scan):
-  layer = lr.LRULayer(6, 0.5, 0.99, 6.28, scan)
+def assert_layer_matches_reference(layer, reference, atol):
+  """The layer, on perturbed parameters, equals `reference` on each example."""
   x = jax.random.normal(jax.random.key(0), (2, 11, 4))
   params = perturbed(layer.init(jax.random.key(1), x)["params"])
   got = layer.apply({"params": params}, x)
   for b in range(2):
-    onp.testing.assert_allclose(got[b], lru_reference(params, x[b]), rtol=1e-5,
-                                atol=1e-5)
+    onp.testing.assert_allclose(got[b], reference(params, x[b]), rtol=1e-5,
+                                atol=atol)
+
+
+@pytest.mark.parametrize("scan", lr.SCANS)
+def test_lru_layer_matches_numpy_reference(scan):
+  assert_layer_matches_reference(lr.LRULayer(6, 0.5, 0.99, 6.28, scan),
+                                 lru_reference, atol=1e-5)
 
 
 @pytest.mark.parametrize("scan", lr.SCANS)
 def test_mingru_layer_matches_numpy_reference(scan):
-  layer = lr.MinGRULayer(scan)
-  x = jax.random.normal(jax.random.key(0), (2, 11, 4))
-  params = perturbed(layer.init(jax.random.key(1), x)["params"])
-  got = layer.apply({"params": params}, x)
-  for b in range(2):
-    onp.testing.assert_allclose(got[b], mingru_reference(params, x[b]), rtol=1e-5,
-                                atol=1e-6)
+  assert_layer_matches_reference(lr.MinGRULayer(scan), mingru_reference, atol=1e-6)
 
 
 @pytest.mark.parametrize("length", [1, 2, 7, 64, 65])
@@ -144,12 +142,5 @@ def test_full_call_equals_decoding_and_is_causal(name, scan):
 def test_compiled_program_size_vs_length(name, scan, limit):
   """A sequential scan compiles to the same loop at any length; the associative
   scan unrolls log2(L) levels, so its program grows with log L (7 -> 12 levels)."""
-  sizes = []
-  for length in (64, 4096):
-    io = dataclasses.replace(IO, length=length)
-    model = models.MODELS[name](width=8, scan=scan).build(io)
-    tokens = jnp.zeros((2, length), jnp.int32)
-    params = jax.eval_shape(lambda: model.init(jax.random.key(0), tokens))["params"]
-    grad = jax.jit(jax.grad(lambda p: jnp.sum(model.apply({"params": p}, tokens))))
-    sizes.append(len(grad.lower(params).as_text()))
+  sizes = helpers.compiled_grad_sizes(name, scan, IO, lengths=(64, 4096))
   assert sizes[1] < limit * sizes[0], sizes

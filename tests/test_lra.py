@@ -14,6 +14,8 @@ from seqjax import tasks
 from seqjax import train
 from seqjax.errors import ConfigError
 
+import helpers  # pylint: disable=g-bad-import-order
+
 jax.config.update("jax_numpy_rank_promotion", "raise")
 
 
@@ -448,15 +450,16 @@ def test_two_tower_encodes_each_document_separately(tmp_path, model_name):
   assert params["mlp"]["kernel"].shape == (32, 32)      # 4 * width -> mlp_dim
 
 
+def aan_window_config(tmp_path, **train_values):
+  """A one-layer window model on tiny AAN files written under tmp_path/t."""
+  from seqjax import models  # pylint: disable=import-outside-toplevel
+  return helpers.run_config(
+      tasks.task_config("aan", data_dir=write_aan(tmp_path / "t"), max_length=6),
+      models.model_config("window", width=8, num_layers=1), **train_values)
+
+
 def test_two_tower_trains_one_step(tmp_path):
-  import ml_collections  # pylint: disable=import-outside-toplevel
-  from seqjax import configs, models  # pylint: disable=import-outside-toplevel
-  config = ml_collections.ConfigDict()
-  config.task = tasks.task_config("aan", data_dir=write_aan(tmp_path / "t"),
-                                  max_length=6)
-  config.model = models.model_config("window", width=8, num_layers=1)
-  config.train = configs.train_defaults()
-  config.train.update(batch_size=4, steps=2, warmup_steps=1)
+  config = aan_window_config(tmp_path, batch_size=4, steps=2, warmup_steps=1)
   exp = train.build(config)
   state = train.init_state(exp)
   state, metrics = train.make_train_step(exp)(
@@ -469,18 +472,9 @@ def test_two_tower_trains_one_step(tmp_path):
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def experiment_module(name):
-  import importlib.util  # pylint: disable=import-outside-toplevel
-  spec = importlib.util.spec_from_file_location(
-      name, os.path.join(ROOT, "experiments", f"{name}.py"))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
-
-
 def test_lra_sweep_runs_generated_tasks_and_file_tasks_given_their_folders(tmp_path):
   from seqjax import sweep  # pylint: disable=import-outside-toplevel
-  lra = experiment_module("lra")
+  lra = helpers.load_experiment("lra")
   quick = lra.get_sweep("quick")
   assert {t["arg.task"] for t in quick} == {"pathfinder", "listops"}
   dirs = dict(imdb_dir=write_imdb(tmp_path / "aclImdb"),
@@ -513,7 +507,7 @@ def test_lra_sweep_runs_generated_tasks_and_file_tasks_given_their_folders(tmp_p
     ("text", "quick,model=window", dict(length=16)),
 ])
 def test_quick_configs_run_end_to_end(tmp_path, experiment, arg, shrink):
-  config = experiment_module(experiment).get_config(arg)
+  config = helpers.load_experiment(experiment).get_config(arg)
   config.task.update(shrink)
   config.model.update(width=8, num_layers=1)
   config.train.update(steps=2, batch_size=4, warmup_steps=1, log_every=1,
@@ -570,15 +564,9 @@ def test_report_reads_the_tasks_mode_and_needs_no_length_axis(tmp_path):
 
 
 def test_diagnostics_refuse_pair_tasks_clearly(tmp_path):
-  import ml_collections  # pylint: disable=import-outside-toplevel
-  from seqjax import configs, diagnostics, models  # pylint: disable=import-outside-toplevel
-  config = ml_collections.ConfigDict()
-  config.task = tasks.task_config("aan", data_dir=write_aan(tmp_path / "t"),
-                                  max_length=6)
-  config.model = models.model_config("window", width=8, num_layers=1)
-  config.train = configs.train_defaults()
-  config.train.update(batch_size=4, steps=2, warmup_steps=1, eval_every=2,
-                      checkpoint_every=2, eval_batches=1)
+  from seqjax import diagnostics  # pylint: disable=import-outside-toplevel
+  config = aan_window_config(tmp_path, batch_size=4, steps=2, warmup_steps=1,
+                             eval_every=2, checkpoint_every=2, eval_batches=1)
   workdir = str(tmp_path / "run")
   train.train_and_evaluate(config, workdir, progress=False)
   with pytest.raises(ConfigError, match="pair task"):

@@ -36,10 +36,17 @@ def launch(workdir, devices, *args, wait=True, model="lstm"):
   return proc
 
 
+def wait_for(*procs):
+  for proc in procs:
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err[-3000:]
+
+
 def test_data_parallel_transformer_matches_one_device(tmp_path):
   one, four = str(tmp_path / "one"), str(tmp_path / "four")
-  for workdir, devices in ((one, 1), (four, 4)):
-    launch(workdir, devices, model="transformer")
+  # Independent runs in their own workdirs: started together, waited for.
+  wait_for(*[launch(workdir, devices, wait=False, model="transformer")
+             for workdir, devices in ((one, 1), (four, 4))])
   assert len(train_losses(one)) == 6
   onp.testing.assert_allclose(train_losses(four), train_losses(one), rtol=2e-6)
 
@@ -57,12 +64,13 @@ def free_port():
 
 def test_data_parallel_and_multi_host_match_one_device(tmp_path):
   one, four = str(tmp_path / "one"), str(tmp_path / "four")
-  launch(one, 1)
-  launch(four, 4)
+  fsdp = str(tmp_path / "fsdp")
+  # Independent runs in their own workdirs: started together, waited for.
+  wait_for(launch(one, 1, wait=False), launch(four, 4, wait=False),
+           launch(fsdp, 4, "--config.mesh.params=fsdp",
+                  "--config.mesh.min_shard_size=1", wait=False))
   assert len(train_losses(one)) == 6
   onp.testing.assert_allclose(train_losses(four), train_losses(one), rtol=2e-6)
-  fsdp = str(tmp_path / "fsdp")
-  launch(fsdp, 4, "--config.mesh.params=fsdp", "--config.mesh.min_shard_size=1")
   onp.testing.assert_allclose(train_losses(fsdp), train_losses(one), rtol=2e-6)
 
   # Two processes with two devices each, talking through gloo on localhost.
@@ -71,9 +79,7 @@ def test_data_parallel_and_multi_host_match_one_device(tmp_path):
   procs = [launch(multi, 2, f"--coordinator_address={address}",
                   "--num_processes=2", f"--process_id={i}", wait=False)
            for i in range(2)]
-  for proc in procs:
-    _, err = proc.communicate(timeout=300)
-    assert proc.returncode == 0, err[-3000:]
+  wait_for(*procs)
   onp.testing.assert_allclose(train_losses(multi), train_losses(one), rtol=2e-6)
   assert len(train_losses(multi)) == 6, "only process 0 writes the log"
   restored = experiment.load(multi, 6)  # restored by this single process

@@ -1,7 +1,6 @@
 """The reproductions: configs of every claim, exact flip-flop error counts, and
 the verdict rules applied to made-up sweep results."""
 
-import importlib.util
 import json
 import os
 
@@ -17,15 +16,11 @@ from seqjax import train
 from seqjax.errors import ConfigError
 from seqjax.tasks import flip_flop as flip_flop_lib
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+import helpers  # pylint: disable=g-bad-import-order
 
 
 def _experiment():
-  spec = importlib.util.spec_from_file_location(
-      "reproduce", os.path.join(ROOT, "experiments", "reproduce.py"))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+  return helpers.load_experiment("reproduce")
 
 
 @pytest.mark.parametrize("quick", [False, True])

@@ -18,6 +18,7 @@ from seqjax.interfaces import IOSpec
 from seqjax.models import linear_recurrence as lr
 from seqjax.models import selective
 
+import helpers  # pylint: disable=g-bad-import-order
 from test_recurrent import input_gradient_mask  # pylint: disable=g-bad-import-order
 
 IO = IOSpec(kind="lm", length=9, output_size=5, input_vocab=5)
@@ -265,14 +266,7 @@ def test_causal_gradient_after_t_is_exactly_zero(name, scan):
 def test_compiled_program_size_vs_length(name, scan, limit):
   """The sequential scans compile to the same loop at any length; the
   associative scan unrolls log2(L) levels (7 -> 12 from 64 to 4096)."""
-  sizes = []
-  for length in (64, 4096):
-    io = dataclasses.replace(IO, length=length)
-    model = models.MODELS[name](width=8, scan=scan).build(io)
-    tokens = jnp.zeros((2, length), jnp.int32)
-    params = jax.eval_shape(lambda: model.init(jax.random.key(0), tokens))["params"]
-    grad = jax.jit(jax.grad(lambda p: jnp.sum(model.apply({"params": p}, tokens))))
-    sizes.append(len(grad.lower(params).as_text()))
+  sizes = helpers.compiled_grad_sizes(name, scan, IO, lengths=(64, 4096))
   assert sizes[1] < limit * sizes[0], sizes
 
 

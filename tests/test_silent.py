@@ -23,6 +23,8 @@ from seqjax import tasks
 from seqjax.errors import ConfigError
 from seqjax.tasks import base
 
+import helpers  # pylint: disable=g-bad-import-order
+
 
 def _strict_load(text: str):
   def refuse(token):
@@ -360,13 +362,7 @@ def test_report_gives_each_extra_test_set_for_the_chosen_learning_rate(tmp_path)
 def trained(tmp_path_factory):
   """A tiny finished run with checkpoints at steps 4 and 6."""
   from seqjax import train  # pylint: disable=import-outside-toplevel
-  config = ml_collections.ConfigDict()
-  config.task = tasks.task_config("copy_memory", delay=4, num_symbols=2, alphabet=4)
-  config.model = models.model_config("lstm", width=8)
-  config.train = configs.train_defaults()
-  config.train.update(steps=6, batch_size=4, learning_rate=1e-2, warmup_steps=1,
-                      log_every=1, eval_every=2, eval_batches=2,
-                      checkpoint_every=2, keep_checkpoints=2)
+  config = helpers.tiny_copy_memory_config()
   workdir = str(tmp_path_factory.mktemp("trained") / "run")
   train.train_and_evaluate(config, workdir, progress=False)
   return config, workdir

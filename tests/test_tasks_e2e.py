@@ -4,7 +4,6 @@ transformer_encdec and a stand-in encoder-decoder whose `generate` is an oracle,
 for the seq2seq task)."""
 
 import dataclasses
-import importlib.util
 import json
 import os
 
@@ -17,9 +16,9 @@ from seqjax import metric_log
 from seqjax import models
 from seqjax import train
 
-jax.config.update("jax_numpy_rank_promotion", "raise")
+import helpers  # pylint: disable=g-bad-import-order
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+jax.config.update("jax_numpy_rank_promotion", "raise")
 
 # Task overrides that keep the quick configs' shapes but shrink what only costs
 # time here (ListOps generation, extrapolation lengths).
@@ -34,10 +33,7 @@ EXTRA_SPLITS = {"flip_flop": ["dense", "sparse"], "induction_heads": ["len48"]}
 
 
 def quick_config(name: str, arg: str = "quick"):
-  spec = importlib.util.spec_from_file_location(
-      name, os.path.join(ROOT, "experiments", f"{name}.py"))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
+  module = helpers.load_experiment(name)
   config = module.get_config(arg)
   config.task.update(SHRINK.get(name, {}))
   config.model.width = 8

@@ -26,6 +26,8 @@ from seqjax.errors import ConfigError
 from seqjax.tasks import sequential_digits
 from seqjax.tasks import text_to_image as t2i
 
+import helpers  # pylint: disable=g-bad-import-order
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -237,10 +239,7 @@ TINY = ["--config=experiments/text_to_image.py:quick", "--config.model.width=16"
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
-  workdir = str(tmp_path_factory.mktemp("t2i") / "run")
-  result = launch(*TINY, f"--workdir={workdir}")
-  assert result.returncode == 0, result.stderr[-2000:]
-  return workdir
+  return helpers.launched(str(tmp_path_factory.mktemp("t2i") / "run"), *TINY)
 
 
 def test_generate_writes_grids_and_caption_accuracy(tiny_run):
@@ -280,14 +279,15 @@ def test_bad_generate_input_exits_2_and_writes_nothing(tiny_run, args, message):
   assert after == before
 
 
+TWO_STEPS = dict(steps=2, batch_size=4, warmup_steps=1, eval_every=2,
+                 checkpoint_every=2, eval_batches=1)
+
+
 def test_generate_tokens_for_another_decoder(tmp_path):
-  config = ml_collections.ConfigDict()
-  config.task = tasks.task_config("copy_memory", delay=4, num_symbols=2, alphabet=4)
-  config.model = models.model_config("transformer", width=8, num_layers=1,
-                                     num_heads=2)
-  config.train = configs.train_defaults()
-  config.train.update(steps=2, batch_size=4, warmup_steps=1, eval_every=2,
-                      checkpoint_every=2, eval_batches=1)
+  config = helpers.run_config(
+      tasks.task_config("copy_memory", delay=4, num_symbols=2, alphabet=4),
+      models.model_config("transformer", width=8, num_layers=1, num_heads=2),
+      **TWO_STEPS)
   workdir = str(tmp_path / "copy")
   train.train_and_evaluate(config, workdir, progress=False)
   result = generation.run(workdir, num_samples=3, temperature=0.0)
@@ -300,13 +300,10 @@ def test_generate_tokens_for_another_decoder(tmp_path):
 
 
 def test_generate_tokens_for_an_encoder_decoder(tmp_path):
-  config = ml_collections.ConfigDict()
-  config.task = tasks.task_config("reverse", length=3, vocab=3)
-  config.model = models.model_config("transformer_encdec", width=8, num_layers=1,
-                                     num_heads=2)
-  config.train = configs.train_defaults()
-  config.train.update(steps=2, batch_size=4, warmup_steps=1, eval_every=2,
-                      checkpoint_every=2, eval_batches=1)
+  config = helpers.run_config(
+      tasks.task_config("reverse", length=3, vocab=3),
+      models.model_config("transformer_encdec", width=8, num_layers=1, num_heads=2),
+      **TWO_STEPS)
   workdir = str(tmp_path / "reverse")
   train.train_and_evaluate(config, workdir, progress=False)
   io = tasks.build(config.task).io

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 
 import jax
 import jax.numpy as jnp
@@ -93,8 +94,10 @@ def test_corrupt_checkpoint_is_set_aside_and_previous_used(tiny_config, tmp_path
   reference = str(tmp_path / "reference")
   train.train_and_evaluate(tiny_config, reference, progress=False)
 
+  # The same run, finished: a copy of the reference (training it again would
+  # write the same checkpoints and log).
   workdir = str(tmp_path / "run")
-  train.train_and_evaluate(tiny_config, workdir, progress=False)
+  shutil.copytree(reference, workdir)
   latest = os.path.join(workdir, "checkpoints", "6")
   for root, _, files in os.walk(latest):  # corrupt every data file of step 6
     for name in files:
