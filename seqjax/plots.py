@@ -99,16 +99,20 @@ def _by_model(points: list) -> dict:
   return lines
 
 
+def _line_with_band(ax, x, means, mins, maxs, label: str) -> None:
+  """A line of means with markers, and its min-max band over seeds shaded."""
+  line, = ax.plot(x, means, marker="o", label=label)
+  ax.fill_between(x, mins, maxs, color=line.get_color(), alpha=0.2)
+
+
 def metric_vs_length(data: dict, path: str, title: str = "") -> None:
   """Test metric against dependency length, a line per model (mean, and the
   min-max band over seeds), the chance level and each baseline of this metric
   (`data["baselines"]`) dashed."""
   fig, ax = plt.subplots(figsize=(6, 4))
   for model, pts in _by_model(data["points"]).items():
-    x = [p["length"] for p in pts]
-    line, = ax.plot(x, [p["test_mean"] for p in pts], marker="o", label=model)
-    ax.fill_between(x, [p["test_min"] for p in pts], [p["test_max"] for p in pts],
-                    color=line.get_color(), alpha=0.2)
+    _line_with_band(ax, [p["length"] for p in pts], [p["test_mean"] for p in pts],
+                    [p["test_min"] for p in pts], [p["test_max"] for p in pts], model)
   ax.axhline(data["chance"], color="gray", linestyle="--", label="chance")
   for name, baseline in data.get("baselines", {}).items():
     if baseline["metric"] == data["metric"]:
@@ -137,9 +141,8 @@ def metric_vs_test_set(data: dict, names: list, path: str,
       sets += [p["extra_tests"].get(n, dict(mean=onp.nan, min=onp.nan,
                                             max=onp.nan)) for n in names]
       name = label if p["length"] is None or len(pts) == 1 else f"{label}, {p['length']}"
-      line, = ax.plot(x, [s["mean"] for s in sets], marker="o", label=name)
-      ax.fill_between(x, [s["min"] for s in sets], [s["max"] for s in sets],
-                      color=line.get_color(), alpha=0.2)
+      _line_with_band(ax, x, [s["mean"] for s in sets], [s["min"] for s in sets],
+                      [s["max"] for s in sets], name)
   ax.axhline(data["chance"], color="gray", linestyle="--", label="chance")
   ax.set_xticks(x, ["test"] + list(names), rotation=30, fontsize=8)
   ax.set_ylabel(f"test {data['metric']}")

@@ -84,7 +84,7 @@ def aggregate(workdir: str) -> dict:
     if r["status"] in sweep.FINAL and r.get("test"):
       by_task[_arch(os.path.join(workdir, r["trial"]))[0]].append(r)
   groups = collections.defaultdict(lambda: collections.defaultdict(list))
-  meta = {}
+  meta, constant = {}, {}
   for task, results in by_task.items():
     key = next(filter(None, (_length_key(r["overrides"]) for r in results)), None)
     first = results[0]
@@ -94,7 +94,7 @@ def aggregate(workdir: str) -> dict:
     settings = [_setting(r["overrides"], key) for r in results]
     # An override with one value across the task's trials (the sweep's
     # `arg.task`, say) distinguishes nothing: left out of the labels.
-    meta[task]["constant"] = set.intersection(*(set(s) for s in settings))
+    constant[task] = set.intersection(*(set(s) for s in settings))
     for r, setting in zip(results, settings):
       model = _arch(os.path.join(workdir, r["trial"]))[1]
       groups[task][(model, r["overrides"].get(key), setting)].append(r)
@@ -119,7 +119,7 @@ def aggregate(workdir: str) -> dict:
       rows.append(dict(
           model=model, length=length, setting=dict(setting),
           label=_label(model, tuple(kv for kv in setting
-                                    if kv not in meta[task]["constant"])),
+                                    if kv not in constant[task])),
           learning_rate=pick, tied_learning_rates=tied if len(tied) > 1 else [],
           valid=valid[pick], test_mean=_mean(test), test_min=min(test),
           test_max=max(test), seeds=len(chosen),
@@ -133,8 +133,7 @@ def aggregate(workdir: str) -> dict:
           group_size=max(_group(t) for t in chosen),
           num_params=chosen[0].get("num_params"),
           extra_tests=_extra_tests(chosen, metric, mode)))
-    report[task] = dict({k: v for k, v in meta[task].items() if k != "constant"},
-                        points=rows)
+    report[task] = dict(meta[task], points=rows)
   return report
 
 
@@ -217,7 +216,7 @@ def write(workdir: str) -> dict:
               "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for p in data["points"]:
       lines.append(
-          f"| {p['label']} | {'-' if p['length'] is None else p['length']} | "
+          f"| {p['label']} | {_length_cell(p)} | "
           f"{p['learning_rate']}{_tie(p)} | "
           f"{p['valid']:.4g} | {p['test_mean']:.4g} | {p['test_min']:.4g}-"
           f"{p['test_max']:.4g} | {p['seeds']} | {p['diverged']} | {p['group_size']} | "
@@ -248,14 +247,18 @@ def _extra_lines(workdir: str, task: str, data: dict, plots) -> list[str]:
       e = p["extra_tests"].get(n)
       cells.append("not run" if e is None else
                    f"{e['mean']:.4g} ({e['min']:.4g}-{e['max']:.4g})")
-    lines.append(f"| {p['label']} | {'-' if p['length'] is None else p['length']}"
-                 f" | " + " | ".join(cells) + " |")
+    lines.append(f"| {p['label']} | {_length_cell(p)} | " + " | ".join(cells) + " |")
   return lines + [""]
 
 
+def _length_cell(point: dict) -> str:
+  return "-" if point["length"] is None else str(point["length"])
+
+
 def _tie(point: dict) -> str:
-  tied = point["tied_learning_rates"]
-  return f" (tied on validation with {', '.join(str(x) for x in tied if x != point['learning_rate'])}; first tried)" if tied else ""
+  """' (tied on validation with ...; first tried)' where learning rates tied."""
+  others = [str(x) for x in point["tied_learning_rates"] if x != point["learning_rate"]]
+  return f" (tied on validation with {', '.join(others)}; first tried)" if others else ""
 
 
 def _plots(workdir: str, task: str, data: dict, plots) -> list[str]:

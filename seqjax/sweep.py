@@ -62,9 +62,8 @@ KEEP_FREED_MEMORY = {"MALLOC_ARENA_MAX": "1", "MALLOC_MMAP_MAX_": "0",
 # A group's process runs XLA:CPU's Eigen on one thread, whatever its cores: with
 # multi-threaded Eigen a vmapped (group) step can wait forever in
 # block_until_ready, every XLA thread idle (an LSTM group of 4 at width 256 hung
-# in 1 process of 5 and 3 of 3 longer runs; 0 of 5 single-threaded;
-# docs/benchmarks.md, "A trial group that hangs"). A sweep uses several cores
-# through --jobs, one group per core.
+# in 2 of 6 processes, 0 of 5 single-threaded; docs/benchmarks.md, "A trial
+# group that hangs"). A sweep uses several cores through --jobs, one group per core.
 SINGLE_THREADED_EIGEN = "--xla_cpu_multi_thread_eigen=false"
 MAX_NAME_BYTES = 200  # trial directory names stay well under NAME_MAX (255)
 RESULT_KEYS = ("metric", "mode", "chance", "baselines", "final", "best", "test", "num_params",
@@ -337,7 +336,7 @@ class _Runner:
       trial_dir = os.path.join(self.workdir, name)
       summary = run_files.read_json(os.path.join(trial_dir, "summary.json"))
       info = run_lock.holder(trial_dir)
-      if _is_final(self.workdir, name):
+      if _is_final(summary):
         record(self.workdir, name, overrides, summary["status"], summary)
         self._count("done")
         with self.guard:
@@ -446,7 +445,8 @@ def run(path: str, arg: str | None, workdir: str, jobs: int = 1,
           "runs on one thread in a group (multi-threaded, it can hang a group's "
           f"step); --jobs={cores} runs a group on every core.", file=out, flush=True)
   runner.total = sum(len(g) for g in groups)
-  runner.finished = {name for g in groups for name, _ in g if _is_final(workdir, name)}
+  runner.finished = {name for g in groups for name, _ in g if _is_final(
+      run_files.read_json(os.path.join(workdir, name, "summary.json")))}
   if runner.finished:
     print(f"[sweep] {len(runner.finished)} of {runner.total} trials already "
           "finished: recorded, not trained again.", file=out, flush=True)
@@ -469,8 +469,8 @@ def run(path: str, arg: str | None, workdir: str, jobs: int = 1,
   return runner.counts
 
 
-def _is_final(workdir: str, name: str) -> bool:
-  summary = run_files.read_json(os.path.join(workdir, name, "summary.json"))
+def _is_final(summary: dict | None) -> bool:
+  """Whether a trial's summary.json (None: none yet) says it finished."""
   return bool(summary) and summary.get("status") in FINAL
 
 
