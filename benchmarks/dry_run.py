@@ -66,8 +66,13 @@ def plan_program(exp, n: int, time_steps: int) -> dict:
   except Exception as e:  # pylint: disable=broad-except
     # What the planner is for: a group that does not compile is a finding.
     return dict(compiles=False, error=f"{type(e).__name__}: {e}"[:500])
+  mem = compiled.memory_analysis()
+  need = None if mem is None else (
+      mem.argument_size_in_bytes + mem.output_size_in_bytes
+      + mem.temp_size_in_bytes - mem.alias_size_in_bytes)
   row = dict(compiles=True, compile_s=round(time.perf_counter() - t0, 2),
-             temp_mb=train.compiled_temp_mb(compiled), fits=True)
+             temp_mb=train.compiled_temp_mb(compiled),
+             need_gib=None if need is None else round(need / 2**30, 2), fits=True)
   try:
     train.check_fits(compiled, exp, n)
   except ConfigError as e:
