@@ -122,8 +122,8 @@ def test_accelerator_smoke_writes_every_section(tmp_path):
       assert row["status"] in ("ok", "passed", "skipped"), (name, row)
   assert report["device"]["jax"] and report["device"]["device_kind"]
   sections = report["sections"]
-  mfu = sections["mfu"]["rows"][0]
-  assert mfu["flops_per_step"] > 0 and mfu["model_flops_per_s"] > 0
+  mfu = {r["attention_impl"]: r for r in sections["mfu"]["rows"]}
+  assert mfu["xla"]["flops_per_step"] > 0 and mfu["xla"]["model_flops_per_s"] > 0
   throughput = {(r["model"], r["impl"]): r for r in sections["throughput"]["rows"]}
   assert ("lstm", "impl=scan") in throughput and (
       "mamba", "scan=parallel") in throughput
@@ -135,8 +135,8 @@ def test_accelerator_smoke_writes_every_section(tmp_path):
   if report["device"]["platform"] != "gpu":
     assert sections["tests"]["status"] == "skipped"
     assert "GPU" in sections["tests"]["reason"]
-    assert sections["mfu"]["rows"][0]["mfu"] is None
-    for row in (throughput["lstm", "impl=cudnn"],
+    assert mfu["xla"]["mfu"] is None and "mfu null" in sections["mfu"]["reason"]
+    for row in (mfu["cudnn"], throughput["lstm", "impl=cudnn"],
                 throughput["transformer", "attention_impl=cudnn"],
                 longest["cudnn"], group["lstm", "impl=cudnn"]):
       assert row["status"] == "skipped" and "GPU" in row["reason" if "reason" in row else "stopped"]
@@ -153,3 +153,15 @@ def test_dry_run_plans_a_sweep(tmp_path):
   assert all(g["compiles"] and g["fits"] and g["step_s"] > 0 for g in groups)
   assert total["estimate_s"] > 0 and not total["not_fitting"]
   assert out.read_text().count("\n") == len(rows)
+
+
+def test_transformer_train_flops_by_hand():
+  from benchmarks import accelerator  # pylint: disable=import-outside-toplevel
+  from seqjax.models.transformer import TransformerConfig  # pylint: disable=import-outside-toplevel
+  cfg = TransformerConfig(width=2, num_layers=1, num_heads=1, mlp_ratio=4)
+  # matmul parameters 1 * (4 + 2 * 4) * 2^2 + 2 * 16 = 80; tokens 2 * 3 = 6;
+  # 6 * 80 * 6 + 12 * 1 * 3 * 2 * 6 = 2880 + 432.
+  assert accelerator.train_flops(cfg, length=3, batch=2) == 3312
+  assert accelerator.peak_bf16("NVIDIA H100 80GB HBM3") == 989.4e12
+  assert accelerator.peak_bf16("NVIDIA H100 PCIe") == 756e12
+  assert accelerator.peak_bf16("cpu") is None
