@@ -353,6 +353,7 @@ def _cell(value) -> str:
 def main(argv):
   del argv
   machine.setup()
+  machine.single_threaded_eigen()  # group steps run here
   if not _OUT.value:
     raise app.UsageError("--out=DIR is required.")
   os.makedirs(_OUT.value, exist_ok=True)

@@ -126,6 +126,7 @@ def summary(rows: list[dict]) -> dict:
 def main(argv):
   del argv
   machine.setup()
+  machine.single_threaded_eigen()  # group steps run here
   if not _CONFIGS.value:
     raise app.UsageError("Give at least one --config=PATH[:ARG].")
   size = _GROUP_SIZE.value or sweep.default_group_size()
