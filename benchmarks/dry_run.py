@@ -45,8 +45,7 @@ _OUT = flags.DEFINE_string("out", "", "Also write the JSON lines to this file.")
 
 def time_group(compiled, exp, n: int, steps: int) -> float:
   """Median seconds of `steps` group steps of `compiled` after one warm-up."""
-  state, alive, batch, hp, keys, started = jax.jit(
-      lambda: group_step.group_args(exp, n))()
+  state, alive, batch, hp, keys, started = group_step.group_args(exp, n)
   times = []
   for _ in range(steps + 1):
     t0 = time.perf_counter()

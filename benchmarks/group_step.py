@@ -38,7 +38,13 @@ def group_args(exp: train.Experiment, n: int) -> tuple:
   hyperparameters): (state, alive, batch, hp, dropout keys, started). Under
   `jax.eval_shape`, their shapes without allocating them."""
   seeds = list(range(n))
-  state = jax.vmap(train.init_fn(exp))(train.stream_keys(seeds, train.INIT))
+  # Each run initialised alone and stacked, as train.py's groups are: a vmapped
+  # init runs the orthogonal initialiser's QR as one batched LAPACK call, which
+  # was seen to hang on XLA:CPU (all threads waiting, in jax::ParallelBatchMap).
+  init = jax.jit(train.init_fn(exp))
+  state = jax.tree_util.tree_map(
+      lambda *xs: jnp.stack(xs),
+      *[init(key) for key in train.stream_keys(seeds, train.INIT)])
   batch = train.make_batch_fn(exp, train.TRAIN, seeds=seeds)(0)
   hp = {k: jnp.full((n,), v, jnp.float32)
         for k, v in train.hyperparameters(exp.train).items()}
@@ -49,8 +55,7 @@ def group_args(exp: train.Experiment, n: int) -> tuple:
 def group_step(exp: train.Experiment, n: int):
   """seqjax's compiled group step of `n` runs of `exp` (`group_args`) as a
   callable that blocks."""
-  state, alive, batch, hp, keys, started = jax.jit(
-      lambda: group_args(exp, n))()
+  state, alive, batch, hp, keys, started = group_args(exp, n)
   t0 = time.perf_counter()
   compiled = train.make_group_step(exp).lower(
       state, alive, batch, hp, keys, started).compile()
