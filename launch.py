@@ -34,35 +34,33 @@ MAIN_JOB = ("python launch.py --config=experiments/long_dependency.py:quick "
 
 
 def _print(result) -> int:
-  print(json.dumps(result, indent=2))
-  return 0
+  return print(json.dumps(result, indent=2)) or 0
 
 
 def run_train(workdir: str) -> int:
   if _CONFIG.value is None:
-    print(usage())
-    return 2
+    return print(usage()) or 2
   summary = train.train_and_evaluate(_CONFIG.value, workdir)
   _print(summary)
   if summary["status"] == "interrupted":
     print(f"interrupted by {summary['interrupted_by']} at step {summary['step']}; "
           "rerun the same command to resume.", file=sys.stderr)
-    return 130
-  return 0 if summary["status"] == "completed" else 1
+  return {"completed": 0, "interrupted": 130}.get(summary["status"], 1)
 
 
 def run_eval(workdir: str) -> int:
   if _CONFIG.value is not None:
     run_files.check(workdir, _CONFIG.value)
-  return _print(train.evaluate_checkpoint(workdir, _STEP.value,
-                                          eval_batches=_EVAL_BATCHES.value))
+  return _print(train.evaluate_checkpoint(workdir, FLAGS.step,
+                                          eval_batches=FLAGS.eval_batches))
 
 
 def run_sweep(workdir: str) -> int:
   spec = configs.config_flag(sys.argv)
   if spec is None:
     raise ConfigError("--mode=sweep needs --config=experiments/NAME.py[:ARGS].")
-  counts = sweep.run(*spec, workdir, _JOBS.value, _SHARD.value, _GROUP_SIZE.value,
+  counts = sweep.run(*spec, workdir, FLAGS.jobs, FLAGS.sweep_shard,
+                     FLAGS.group_size,
                      overrides=configs.overrides_from_argv(sys.argv, _CONFIG.value))
   report.write(workdir)
   return 130 if counts["interrupted"] else int(bool(counts["failed"] + counts["held"]))
@@ -70,46 +68,40 @@ def run_sweep(workdir: str) -> int:
 
 def run_report(workdir: str, write=report.write) -> int:
   write(workdir)
-  print(f"wrote the report under {workdir}")
-  return 0
+  return print(f"wrote the report under {workdir}") or 0
 
 
 MODES = {"train": run_train, "eval": run_eval, "sweep": run_sweep,
          "report": run_report, "generate": lambda workdir: _print(generation.run(
-             workdir, _PROMPT.value, _NUM_SAMPLES.value, _TEMPERATURE.value,
-             _TOP_K.value, _SEED.value, _STEP.value)),
+             workdir, FLAGS.prompt, FLAGS.num_samples, FLAGS.temperature,
+             FLAGS.top_k, FLAGS.seed, FLAGS.step)),
          "diagnose": lambda workdir: run_report(workdir, diagnostics.run)}
-FLAG_MODES = {"config": ("train", "eval", "sweep")}  # what a mode-specific flag serves
-
-
-def _flag(define, name: str, default, help_: str, *modes: str, **kwargs):
-  FLAG_MODES[name] = modes
-  return define(name, default, f"--mode={'|'.join(modes)}: {help_}", **kwargs)
-
-
-_CONFIG = config_flags.DEFINE_config_file("config", None,
-                                          "Experiment config file[:ARGS].")
-_WORKDIR = flags.DEFINE_string("workdir", None, "Run (or sweep) directory.")
-_MODE = flags.DEFINE_enum("mode", "train", list(MODES), "What to do in --workdir.")
-_COORDINATOR = flags.DEFINE_string("coordinator_address", None, "Multi-host: "
-                                   "host:port of process 0.")
-_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Multi-host.")
-_PROCESS_ID = flags.DEFINE_integer("process_id", None, "Multi-host.")
-_JOBS = _flag(flags.DEFINE_integer, "jobs", 1, "groups at once.", "sweep")
-_SHARD = _flag(flags.DEFINE_string, "sweep_shard", None, "I/N: the I-th of N "
-               "slices.", "sweep")
-_GROUP_SIZE = _flag(flags.DEFINE_integer, "group_size", None, "trials per program "
-                    "(default 8 on a CPU, 32 with an accelerator).", "sweep")
-_STEP = _flag(flags.DEFINE_integer, "step", None, "checkpoint (default: the best).",
-              "eval", "generate")
-_EVAL_BATCHES = _flag(flags.DEFINE_integer, "eval_batches", None, "per split "
-                      "(default: the run's; a dataset's whole split).", "eval")
-_PROMPT = _flag(flags.DEFINE_multi_string, "prompt", None, "a caption or token "
-                "ids; repeatable.", "generate")
-_NUM_SAMPLES = _flag(flags.DEFINE_integer, "num_samples", 10, "per prompt.", "generate")
-_TEMPERATURE = _flag(flags.DEFINE_float, "temperature", 1.0, "0 is greedy.", "generate")
-_TOP_K = _flag(flags.DEFINE_integer, "top_k", 0, "the K likeliest (0: all).", "generate")
-_SEED = _flag(flags.DEFINE_integer, "seed", 0, "sampling seed.", "generate")
+# Mode-specific flags (define, name, default, help, the modes that use it): any
+# other mode refuses them.
+MODE_FLAGS = (
+    (flags.DEFINE_integer, "jobs", 1, "groups at once", "sweep"),
+    (flags.DEFINE_string, "sweep_shard", None, "I/N, the I-th of N slices", "sweep"),
+    (flags.DEFINE_integer, "group_size", None, "trials per program (default 8 on "
+     "a CPU, 32 with an accelerator)", "sweep"),
+    (flags.DEFINE_integer, "step", None, "checkpoint (default: the best)", "eval",
+     "generate"),
+    (flags.DEFINE_integer, "eval_batches", None, "per split (default: the run's; "
+     "a dataset's whole split)", "eval"),
+    (flags.DEFINE_multi_string, "prompt", None, "a caption or token ids", "generate"),
+    (flags.DEFINE_integer, "num_samples", 10, "per prompt", "generate"),
+    (flags.DEFINE_float, "temperature", 1.0, "0 is greedy", "generate"),
+    (flags.DEFINE_integer, "top_k", 0, "the K likeliest tokens (0: all)", "generate"),
+    (flags.DEFINE_integer, "seed", 0, "sampling seed", "generate"))
+for define, name, default, text, *modes in MODE_FLAGS:
+  define(name, default, f"--mode={'|'.join(modes)}: {text}.")
+FLAG_MODES = {"config": ("train", "eval", "sweep"), **{f[1]: f[4:] for f in MODE_FLAGS}}
+FLAGS = flags.FLAGS
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment file[:ARGS].")
+flags.DEFINE_string("workdir", None, "Run (or sweep) directory.")
+flags.DEFINE_enum("mode", "train", list(MODES), "What to do in --workdir.")
+flags.DEFINE_string("coordinator_address", None, "Multi-host: host:port of process 0.")
+flags.DEFINE_integer("num_processes", None, "Multi-host.")
+flags.DEFINE_integer("process_id", None, "Multi-host.")
 
 
 def usage() -> str:
@@ -125,15 +117,16 @@ def main(argv) -> int:
   if flags.FLAGS["verbosity"].using_default_value:
     logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO.
   try:
-    parallel.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
+    parallel.initialize(FLAGS.coordinator_address, FLAGS.num_processes,
+                        FLAGS.process_id)
     for name, modes in FLAG_MODES.items():  # a flag its mode cannot use: refused
-      if flags.FLAGS[name].present and _MODE.value not in modes:
-        raise ConfigError(f"--{name} is not used by --mode={_MODE.value}; it serves "
+      if flags.FLAGS[name].present and FLAGS.mode not in modes:
+        raise ConfigError(f"--{name} is not used by --mode={FLAGS.mode}; it serves "
                           f"--mode={' and --mode='.join(modes)}. Drop it.")
-    if not _WORKDIR.value:
+    if not FLAGS.workdir:
       raise ConfigError("--workdir is required.")
-    run_files.check_name_length(_WORKDIR.value)
-    return MODES[_MODE.value](_WORKDIR.value)
+    run_files.check_name_length(FLAGS.workdir)
+    return MODES[FLAGS.mode](FLAGS.workdir)
   except ConfigError as e:
     print(f"error: {e}", file=sys.stderr)
     return 2
