@@ -123,7 +123,7 @@ def aggregate(workdir: str, rows: list[dict] | None = None) -> dict:
   report = {}
   for task, points in groups.items():
     metric, mode = meta[task]["metric"], meta[task]["mode"]
-    rows = []
+    table = []
     for (model, length, setting), trials in sorted(points.items(),
                                                    key=_point_order):
       by_lr = collections.defaultdict(list)
@@ -138,7 +138,7 @@ def aggregate(workdir: str, rows: list[dict] | None = None) -> dict:
       tied = [lr for lr, v in valid.items() if v == valid[pick]]
       chosen = by_lr[pick]
       test = [_score(t, "test", metric, mode) for t in chosen]
-      rows.append(dict(
+      table.append(dict(
           model=model, length=length, setting=dict(setting),
           label=_label(model, tuple(kv for kv in setting
                                     if kv not in constant[task])),
@@ -155,7 +155,7 @@ def aggregate(workdir: str, rows: list[dict] | None = None) -> dict:
           group_size=max(_group(t) for t in chosen),
           num_params=chosen[0].get("num_params"),
           extra_tests=_extra_tests(chosen, metric, mode)))
-    report[task] = dict(meta[task], points=rows)
+    report[task] = dict(meta[task], points=table)
   return report
 
 
