@@ -138,6 +138,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
                  checkpoint_every=steps // 6, eval_batches=8))
 
 
+SWEEP_AXIS = "arg.length"  # the report's x-axis; widths are series (MQAR)
+
+
 def get_sweep(arg: str | None = None) -> list[dict]:
   args = configs.parse_arg(arg, claim="adding", model=str, length=int,
                            width=int, quick=False)

@@ -116,16 +116,34 @@ def load_config(path: str, arg: str | None) -> ml_collections.ConfigDict:
   return get_config(load_module(path), arg)
 
 
-def section_keys(config: ml_collections.ConfigDict, parent: str) -> str:
-  """The keys of section `parent` ("model", "" for the top) of `config`, joined;
-  "(see the config file)" when `parent` is not a section."""
+def check_command_line(argv: list[str], flag: str = "config") -> None:
+  """Loads the `--config` file of `argv` (`load_config`) and refuses a
+  `--config.KEY=VALUE` whose KEY the config lacks, naming the keys allowed
+  there: one ConfigError before the flag parser runs the file again."""
+  spec = config_flag(argv, flag)
+  if spec is None:
+    return
+  config = load_config(*spec)
+  for item in argv:
+    if item.startswith(f"--{flag}."):
+      key = item[len(flag) + 3:].split("=", 1)[0]
+      parent, _, leaf = key.rpartition(".")
+      node = _section(config, parent)
+      if node is None or leaf not in node:
+        raise ConfigError(
+            f"unknown config key {key!r} in --{flag}.{key}; keys allowed under "
+            f"config{'.' + parent if parent else ''}: "
+            f"{', '.join(sorted(node.keys())) if node is not None else '(see the config file)'}.")
+
+
+def _section(config: ml_collections.ConfigDict, path: str):
+  """The section `path` ("model", "" for the top) of `config`, or None."""
   node = config
-  try:
-    for part in filter(None, parent.split(".")):
-      node = node[part]
-    return ", ".join(sorted(node.keys()))
-  except (KeyError, AttributeError):  # `parent` is not a section of the config
-    return "(see the config file)"
+  for part in filter(None, path.split(".")):
+    if not isinstance(node, ml_collections.ConfigDict) or part not in node:
+      return None
+    node = node[part]
+  return node if isinstance(node, ml_collections.ConfigDict) else None
 
 
 def overrides_from_argv(argv: list[str], config: ml_collections.ConfigDict,

@@ -27,7 +27,6 @@ import numpy as onp
 from seqjax import experiment
 from seqjax import precision
 from seqjax import report
-from seqjax import sweep
 from seqjax import train
 from seqjax import run_files
 
@@ -72,9 +71,9 @@ def points(claim_dir: str) -> list[dict]:
 
 
 def chosen_trials(claim_dir: str, point: dict) -> list[dict]:
-  """The trials (results.jsonl lines) of `point` at its chosen learning rate."""
+  """The trials (`report.results` rows) of `point` at its chosen learning rate."""
   out = []
-  for r in sweep.read_results(claim_dir):
+  for r in report.results(claim_dir):
     o = r["overrides"]
     if (o.get("arg.model") == point["model"] and o.get("arg.length") == point["length"]
         and o.get("arg.width") == point["setting"].get("arg.width")
@@ -87,7 +86,7 @@ def group_seconds(claim_dir: str) -> float:
   """Process time of the sweep: the wall time of each group, summed (with
   `--jobs=2` the command's wall time is about half of it)."""
   seen = {}
-  for r in sweep.read_results(claim_dir):
+  for r in report.results(claim_dir):
     key = tuple(sorted((k, v) for k, v in r["overrides"].items()
                        if k not in ("train.seed", "train.learning_rate")))
     seen[key] = max(seen.get(key, 0.0), r.get("wall_time_s") or 0.0)
@@ -273,7 +272,7 @@ def write(workdir: str, min_reads: int) -> dict:
       "| verdict | process time (s) |", "| --- | --- | --- | --- | --- | --- |"]
   for claim in CLAIMS:
     claim_dir = os.path.join(workdir, claim)
-    if not sweep.read_results(claim_dir):
+    if not report.results(claim_dir):
       continue
     if claim == "flip_flop":
       row = flip_flop(claim_dir, min_reads)

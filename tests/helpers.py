@@ -70,3 +70,17 @@ def compiled_grad_sizes(name, scan, io, lengths=(64, 4096)):
     grad = jax.jit(jax.grad(lambda p: jnp.sum(model.apply({"params": p}, tokens))))  # pylint: disable=cell-var-from-loop
     sizes.append(len(grad.lower(params).as_text()))
   return sizes
+
+
+def fake_trial(workdir, name, overrides, summary, task="copy_memory", model="lstm",
+               axis=None):
+  """A sweep's trial directory as the runner and a finished run leave it:
+  trial.json, config.json (task and model names only), summary.json (status
+  completed and mode max unless `summary` says otherwise)."""
+  from seqjax import run_files, sweep  # pylint: disable=import-outside-toplevel
+  trial_dir = os.path.join(workdir, name)
+  sweep.write_trial(trial_dir, overrides, axis)
+  run_files.write_json(os.path.join(trial_dir, "config.json"),
+                       {"task": {"name": task}, "model": {"name": model}})
+  run_files.write_json(os.path.join(trial_dir, "summary.json"),
+                       {"status": "completed", "mode": "max", **summary})

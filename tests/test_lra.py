@@ -537,23 +537,19 @@ def test_task_time_benchmark_covers_the_lra_tasks(tmp_path):
     assert row["batch"] == 2 and row["generator_ms"] > 0 and row["step_ms"] > 0
 
 
-def test_report_reads_the_tasks_mode_and_needs_no_length_axis(tmp_path):
+def test_report_reads_the_runs_mode_and_needs_no_length_axis(tmp_path):
   """A sweep over tasks and models only (as lra.py's), on a metric to minimise
   (text's bits per byte): the report picks the learning rate with the lowest
   validation value, writes its table, and draws no length plot."""
-  import json  # pylint: disable=import-outside-toplevel
   from seqjax import report  # pylint: disable=import-outside-toplevel
-  lines = []
   for lr, valid, test in [(1e-3, 2.0, 2.1), (3e-3, 1.5, 1.6)]:
-    trial = f"model=lstm,train.learning_rate={lr}"
-    write(os.path.join(tmp_path, trial, "config.json"),
-          json.dumps({"task": {"name": "text"}, "model": {"name": "lstm"}}).encode())
-    lines.append(json.dumps(dict(
-        trial=trial, overrides={"arg.model": "lstm", "train.learning_rate": lr},
-        status="completed", metric="bits_per_byte", mode="min", chance=8.0,
-        final={"bits_per_byte": valid}, test={"bits_per_byte": test},
-        steps_per_s=10.0, peak_memory_mb=1.0, step_temp_mb=1.0, num_params=5)))
-  write(os.path.join(tmp_path, "results.jsonl"), "\n".join(lines).encode())
+    helpers.fake_trial(str(tmp_path), f"model=lstm,train.learning_rate={lr}",
+                       {"arg.model": "lstm", "train.learning_rate": lr}, dict(
+                           metric="bits_per_byte", mode="min", chance=8.0,
+                           final={"bits_per_byte": valid},
+                           test={"bits_per_byte": test}, steps_per_s=10.0,
+                           peak_memory_mb=1.0, step_temp_mb=1.0, num_params=5),
+                       task="text")
   out = report.write(str(tmp_path))
   (point,) = out["text"]["points"]
   assert out["text"]["mode"] == "min"

@@ -11,7 +11,6 @@ import pytest
 
 from seqjax import experiment
 from seqjax import reproductions
-from seqjax import sweep
 from seqjax import train
 from seqjax.errors import ConfigError
 from seqjax.tasks import flip_flop as flip_flop_lib
@@ -83,18 +82,16 @@ def test_flip_flop_errors_are_exact_counts_on_the_test_stream(flip_flop_run):
 def _result(workdir, model, length, width, lr, seed, test, task, metric, mode,
             **others):
   name = f"{model}_{length}_{width}_{lr}_{seed}"
-  os.makedirs(os.path.join(workdir, name), exist_ok=True)
-  with open(os.path.join(workdir, name, "config.json"), "w") as f:
-    json.dump({"task": {"name": task}, "model": {"name": model}}, f)
+  helpers.fake_trial(workdir, name, {"arg.model": model, "arg.length": length,
+                                     "arg.width": width, "train.learning_rate": lr,
+                                     "train.seed": seed},
+                     dict(metric=metric, mode=mode, chance=0.0,
+                          final={metric: test, **others}, test={metric: test, **others},
+                          steps_per_s=1.0, wall_time_s=10.0),
+                     task=task, model=model, axis="arg.length")
   with open(os.path.join(workdir, name, "metrics.jsonl"), "w") as f:
     for step in (10, 20):
       f.write(json.dumps({"step": step, "split": "train", "loss": 1.0 / step}) + "\n")
-  sweep.record(workdir, name, {"arg.model": model, "arg.length": length,
-                               "arg.width": width, "train.learning_rate": lr,
-                               "train.seed": seed}, "completed",
-               dict(metric=metric, mode=mode, chance=0.0,
-                    final={metric: test, **others}, test={metric: test, **others},
-                    steps_per_s=1.0, wall_time_s=10.0))
 
 
 @pytest.mark.parametrize("lstm_mse,rnn_mse,verdict", [
