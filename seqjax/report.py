@@ -13,7 +13,7 @@ averaged over seeds) and the number reported is the test stream's (`test`) for
 that learning rate: mean, min and max over seeds. Values are ranked by
 `seqjax.scores` in the `mode` each run recorded: a diverged trial or a value
 that is not finite scores the worst; learning rates tied on validation are
-listed beside the one chosen (the largest: ties go to the latest). The chance
+listed beside the one chosen (the smallest, the first a sweep tries). The chance
 level and the task's informed baselines (`baselines` of the summaries) are
 drawn. Beside it, what training cost: step time (1 / steps per second) and the
 compiled step's temporary memory, per trial: a trial that trained in a group of
@@ -132,9 +132,9 @@ def aggregate(workdir: str, rows: list[dict] | None = None) -> dict:
         by_lr[lr].append(t)
       valid = {lr: _mean(_score(t, "final", metric, mode) for t in by_lr[lr])
                for lr in sorted(by_lr, key=_value_order)}
-      pick = scores.best(valid, valid.get, mode)
-      # Learning rates whose validation score equals the chosen one's: the
-      # choice among them is the largest (ties go to the latest), said so.
+      # Ties go to the latest item, so ranking the rates from the largest down
+      # chooses the smallest of tied rates (the first a sweep tries), said so.
+      pick = scores.best(reversed(valid), valid.get, mode)
       tied = [lr for lr, v in valid.items() if v == valid[pick]]
       chosen = by_lr[pick]
       test = [_score(t, "test", metric, mode) for t in chosen]
@@ -288,9 +288,9 @@ def _length_cell(point: dict) -> str:
 
 
 def _tie(point: dict) -> str:
-  """' (tied on validation with ...; the largest chosen)' where learning rates tied."""
+  """' (tied on validation with ...; the smallest chosen)' where learning rates tied."""
   others = [str(x) for x in point["tied_learning_rates"] if x != point["learning_rate"]]
-  return (f" (tied on validation with {', '.join(others)}; the largest chosen)"
+  return (f" (tied on validation with {', '.join(others)}; the smallest chosen)"
           if others else "")
 
 

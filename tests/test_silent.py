@@ -278,12 +278,12 @@ def test_report_never_averages_trials_of_different_settings(tmp_path):
 
 def test_report_says_when_learning_rates_tie_on_validation(tmp_path):
   workdir = str(tmp_path)
-  for lr in (0.003, 0.001):  # ties go to the latest: the largest
+  for lr in (0.003, 0.001):  # written in either order: the smallest is chosen
     _fake(workdir, f"lr{lr}", {"train.learning_rate": lr}, 1.0)
   point = report.write(workdir)["copy_memory"]["points"][0]
-  assert point["learning_rate"] == 0.003
+  assert point["learning_rate"] == 0.001
   assert point["tied_learning_rates"] == [0.001, 0.003]
-  assert "0.003 (tied on validation with 0.001; the largest chosen)" in open(
+  assert "0.001 (tied on validation with 0.003; the smallest chosen)" in open(
       tmp_path / "report.md").read()
 
 
