@@ -194,11 +194,14 @@ def load(workdir: str, step: int | None = None) -> Restored:
   try:
     state = checkpoints.restore(mngr, step, abstract_state(exp))
   except checkpoints.Unreadable as e:
-    cause = e.__cause__ or e
+    others = sorted(set(steps) - {step})
     raise ConfigError(
         f"Checkpoint {os.path.join(str(mngr.directory), str(step))} cannot be "
-        f"read ({type(cause).__name__}: {checkpoints.first_line(cause)}); "
-        f"choose another --step of {sorted(steps)}.") from None
+        f"read: {checkpoints.reason(e)}. "
+        + (f"Choose another --step of {others}" if others else
+           "No other checkpoint is left; train again")
+        + " (a resumed training run sets it aside and uses the previous one)."
+    ) from None
   finally:
     mngr.close()
   return Restored(config, exp.task, exp.model, state.params, int(step))
