@@ -163,7 +163,7 @@ def _set_aside(mngr, step: int, error: Exception) -> None:
   dst = os.path.join(os.path.dirname(str(mngr.directory)), "corrupt_checkpoints",
                      str(step))
   logging.warning("Checkpoint %s does not restore (%s); moved it to %s and "
-                  "trying the previous one.", src, reason(error), dst)
+                  "trying the previous one.", src, reason(error, src), dst)
   os.makedirs(os.path.dirname(dst), exist_ok=True)
   shutil.move(src, dst + ("" if not os.path.exists(dst) else f".{os.getpid()}"))
   mngr.reload()
@@ -173,19 +173,21 @@ def first_line(error: Exception) -> str:
   return str(error).splitlines()[0] if str(error) else ""
 
 
-def reason(error: BaseException) -> str:
-  """Why a checkpoint does not read, in one line: the innermost error of the
-  chain (TensorStore's names the array and the file), without the TensorStore
-  spec that Orbax's own message carries."""
+def reason(error: BaseException, directory: str = "") -> str:
+  """Why checkpoint `directory` does not read, in one line: the innermost error
+  of the chain (TensorStore's names the array and the file, here relative to
+  `directory`), without the TensorStore spec that Orbax's own message carries."""
   while error.__cause__ is not None:
     error = error.__cause__
   text = first_line(error).split(" See full TensorStore details")[0]
   match = re.search(r'Error reading "([^"/]+)[^"]*" in OCDBT database at local '
                     r'file "([^"]+)"(?::\s*(.*))?', text)
-  if match:
-    array, where, why = match.groups()
-    return f"its array {array} in {where} does not read ({why or text})"
-  return f"{type(error).__name__}: {text}"
+  if not match:
+    return f"{type(error).__name__}: {text}"
+  array, where, why = match.groups()
+  if directory:
+    where = os.path.relpath(where, directory) + "/"
+  return f"its array {array} in {where} does not read ({why or text})"
 
 
 def best_step(workdir: str, steps, task) -> int | None:

@@ -195,12 +195,12 @@ def load(workdir: str, step: int | None = None) -> Restored:
     state = checkpoints.restore(mngr, step, abstract_state(exp))
   except checkpoints.Unreadable as e:
     others = sorted(set(steps) - {step})
+    path = os.path.join(str(mngr.directory), str(step))
     raise ConfigError(
-        f"Checkpoint {os.path.join(str(mngr.directory), str(step))} cannot be "
-        f"read: {checkpoints.reason(e)}. "
-        + (f"Choose another --step of {others}" if others else
-           "No other checkpoint is left; train again")
-        + " (a resumed training run sets it aside and uses the previous one)."
+        f"Checkpoint {path} cannot be read: {checkpoints.reason(e, path)}. "
+        + (f"Use another ({', '.join(map(str, others))}: --step) or move this one"
+           if others else "Move it")
+        + " out of checkpoints/ (resumed training sets it aside itself)."
     ) from None
   finally:
     mngr.close()
