@@ -211,7 +211,8 @@ def load_params(workdir: str, step: int | None = None) -> Any:
   steps = mngr.all_steps()
   if not steps:
     raise ConfigError(f"{workdir!r} holds no checkpoint.")
-  state = mngr.restore(max(steps) if step is None else step,
-                       args=ocp.args.StandardRestore())
+  with _reads_finished():
+    state = mngr.restore(max(steps) if step is None else step,
+                         args=ocp.args.StandardRestore())
   mngr.close()
   return state["params"]
