@@ -60,27 +60,28 @@ def curves_with_baselines(series: dict, baselines: dict, path: str,
   plt.close(fig)
 
 
-def metric_vs_width(accuracy: dict, path: str, title: str = "") -> None:
+def metric_vs_width(accuracy: dict, path: str, title: str = "") -> plt.Figure:
   """Accuracy against model width ({(model, length, width): value}): a panel
-  per length, a line per model."""
+  per length, a line per model (`series_style`), x ticked at the widths tried,
+  the legend outside."""
   lengths = sorted({l for _, l, _ in accuracy})
-  fig, axes = plt.subplots(1, len(lengths), figsize=(4 * len(lengths), 3.5),
+  fig, axes = plt.subplots(1, len(lengths), figsize=(4 * len(lengths) + 1, 3.5),
                            squeeze=False)
   for ax, length in zip(axes[0], lengths):
-    for model in sorted({m for m, _, _ in accuracy}):
+    for i, model in enumerate(sorted({m for m, _, _ in accuracy})):
       pts = sorted((w, v) for (m, l, w), v in accuracy.items()
                    if m == model and l == length)
-      ax.plot([w for w, _ in pts], [v for _, v in pts], marker="o", label=model)
+      ax.plot([w for w, _ in pts], [v for _, v in pts], label=model,
+              **series_style(i))
+    widths = sorted({w for (_, l, w) in accuracy if l == length})
     ax.set_xscale("log", base=2)
+    ax.set_xticks(widths, [f"{w:g}" for w in widths])
+    ax.xaxis.set_minor_locator(ticker.NullLocator())
     ax.set_ylim(-0.02, 1.02)
     ax.set_xlabel("width")
     ax.set_ylabel("test accuracy")
     ax.set_title(f"length {length}")
-  axes[0][0].legend(fontsize=7)
-  fig.suptitle(title)
-  fig.tight_layout()
-  fig.savefig(path, dpi=120)
-  plt.close(fig)
+  return _finish(fig, list(axes[0]), path, title)
 
 
 def attention_maps(maps: list, tokens, path: str, title: str = "") -> None:

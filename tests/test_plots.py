@@ -63,3 +63,17 @@ def test_every_series_of_a_plot_has_its_own_marker_and_line_style():
   assert len({s["marker"] for s in styles}) == 8
   sizes = [s["markersize"] for s in styles]
   assert sizes == sorted(sizes, reverse=True) and len(set(sizes)) == 8
+
+
+def test_width_plot_ticks_the_widths_tried_and_keeps_coinciding_lines_apart(
+    tmp_path):
+  accuracy = {(m, l, w): v for l in (64, 256) for w in (16, 32, 128)
+              for m, v in (("based", 1.0), ("transformer", 1.0),
+                           ("mamba", w / 128))}
+  fig = plots.metric_vs_width(accuracy, str(tmp_path / "w.png"))
+  for ax in fig.axes:
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["16", "32", "128"]
+    lines = lines_by_label(ax)
+    assert (lines["based"].get_marker(), lines["based"].get_linestyle()) != (
+        lines["transformer"].get_marker(), lines["transformer"].get_linestyle())
+  assert fig.axes[-1].get_legend() is not None
