@@ -114,7 +114,7 @@ def usage() -> str:
 
 def main(argv) -> int:
   del argv
-  if flags.FLAGS["verbosity"].using_default_value:
+  if not flags.FLAGS["verbosity"].present:  # app.run sets it to INFO otherwise
     logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO.
   try:
     parallel.initialize(FLAGS.coordinator_address, FLAGS.num_processes,

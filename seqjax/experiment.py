@@ -194,11 +194,14 @@ def load(workdir: str, step: int | None = None) -> Restored:
   try:
     state = checkpoints.restore(mngr, step, abstract_state(exp))
   except checkpoints.Unreadable as e:
-    cause = e.__cause__ or e
+    others = sorted(set(steps) - {step})
+    path = os.path.join(str(mngr.directory), str(step))
     raise ConfigError(
-        f"Checkpoint {os.path.join(str(mngr.directory), str(step))} cannot be "
-        f"read ({type(cause).__name__}: {checkpoints.first_line(cause)}); "
-        f"choose another --step of {sorted(steps)}.") from None
+        f"Checkpoint {path} cannot be read: {checkpoints.reason(e, path)}. "
+        + (f"Use another ({', '.join(map(str, others))}: --step) or move this one"
+           if others else "Move it")
+        + " out of checkpoints/ (resumed training sets it aside itself)."
+    ) from None
   finally:
     mngr.close()
   return Restored(config, exp.task, exp.model, state.params, int(step))

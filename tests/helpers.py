@@ -4,6 +4,7 @@ sys.path, as for `from test_recurrent import ...`)."""
 import dataclasses
 import importlib.util
 import os
+import re
 import subprocess
 import sys
 
@@ -46,6 +47,24 @@ def launched(workdir, *args):
       timeout=300, check=False)
   assert result.returncode == 0, result.stderr[-2000:]
   return workdir
+
+
+# A line of absl's log ("I1206 03:17:52.436360 1397... file.py:849] ...").
+ABSL_LOG_LINE = re.compile(r"[IWEF]\d{4} \d\d:\d\d:\d\d\.\d+ +\d+ [\w.]+:\d+\] ")
+
+
+def refusal(result: subprocess.CompletedProcess) -> str:
+  """The paragraph of a launch refused with exit status 2, asserted to be the one
+  thing on stderr besides absl's log lines, the last, with no traceback."""
+  assert result.returncode == 2, result.stderr[-3000:]
+  for noise in ("Traceback", "Exception ignored", "TensorStore("):
+    assert noise not in result.stderr, result.stderr[-3000:]
+  lines = [line for line in result.stderr.splitlines()
+           if not ABSL_LOG_LINE.match(line)]
+  text = "\n".join(lines).strip()
+  assert text.startswith("error: ") and "\n\n" not in text, result.stderr[-3000:]
+  assert result.stderr.rstrip().endswith(text), result.stderr[-3000:]
+  return text
 
 
 def load_experiment(name):

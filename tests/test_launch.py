@@ -184,7 +184,7 @@ def test_workdirs_that_cannot_be_used_are_refused_in_every_mode(tmp_path):
     assert "Traceback" not in result.stderr
 
 
-def test_eval_mode_on_a_damaged_or_mismatched_checkpoint_is_one_paragraph(
+def test_eval_mode_on_a_damaged_checkpoint_is_one_short_paragraph_every_time(
     tiny_config, tmp_path):
   workdir = str(tmp_path / "run")
   train.train_and_evaluate(tiny_config, workdir, progress=False)
@@ -192,15 +192,21 @@ def test_eval_mode_on_a_damaged_or_mismatched_checkpoint_is_one_paragraph(
     for name in files:
       if "ocdbt.process" in root:
         open(os.path.join(root, name), "w").close()
-  for mode in ("eval", "diagnose"):
-    result = launch(f"--workdir={workdir}", f"--mode={mode}", *(
-        ["--step=6"] if mode == "eval" else []))
-    assert result.returncode == 2, result.stderr[-2000:]
-    assert "error: Checkpoint" in result.stderr
-    assert "checkpoints/6 cannot be read" in result.stderr
-    # Orbax's reader threads may print "Event loop is closed" after the failed
-    # read; no traceback of our own code.
-    assert 'launch.py", line' not in result.stderr
+  # Orbax read the arrays concurrently and left the reads still pending after the
+  # first failure to print tracebacks at exit, in 2 to 6 of 10 runs: 10 eval
+  # launches, started together (they exit before compiling), and one diagnose.
+  args = [["--mode=eval", "--step=6"]] * 10 + [["--mode=diagnose"]]
+  procs = [launch(f"--workdir={workdir}", *a, wait=False) for a in args]
+  for proc in procs:
+    stdout, stderr = proc.communicate(timeout=300)
+    text = helpers.refusal(subprocess.CompletedProcess(proc.args, proc.returncode,
+                                                       stdout, stderr))
+    assert re.fullmatch(
+        r"error: Checkpoint \S+/checkpoints/6 cannot be read: its array \S+ in "
+        r"default/ does not read \(.+\)\. Use another "
+        r"\(4: --step\) or move this one out of checkpoints/ \(resumed "
+        r"training sets it aside itself\)\.", text), text
+    assert len(text.replace(workdir, "RUN")) < 320, text  # no TensorStore spec
 
 
 def test_workdir_under_a_file_is_refused(tiny_config, tmp_path):

@@ -399,7 +399,8 @@ def test_loading_a_damaged_checkpoint_is_a_config_error(trained, tmp_path):
     for name in files:
       if "ocdbt.process" in root:
         open(os.path.join(root, name), "w").close()  # cut to nothing
-  with pytest.raises(ConfigError, match=r"checkpoints/6 cannot be read.*--step of \[4, 6\]"):
+  with pytest.raises(ConfigError, match=r"checkpoints/6 cannot be read: its "
+                     r"array .* Use another \(4: --step\)"):
     experiment.load(workdir, 6)
   assert experiment.load(workdir, 4).step == 4
 
