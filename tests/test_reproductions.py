@@ -12,6 +12,7 @@ import pytest
 from seqjax import experiment
 from seqjax import reproductions
 from seqjax import sweep
+from seqjax import tasks
 from seqjax import train
 from seqjax.errors import ConfigError
 from seqjax.tasks import flip_flop as flip_flop_lib
@@ -81,7 +82,9 @@ def test_flip_flop_errors_are_exact_counts_on_the_test_stream(flip_flop_run):
 
 
 def _result(workdir, model, length, width, lr, seed, test, task, metric, mode,
-            **others):
+            curve=None, **others):
+  """One trial's results line and files; its validation curve is `curve`
+  (values at steps 0, 100, ..., 800), flat at `test` (converged) by default."""
   name = f"{model}_{length}_{width}_{lr}_{seed}"
   os.makedirs(os.path.join(workdir, name), exist_ok=True)
   with open(os.path.join(workdir, name, "config.json"), "w") as f:
@@ -89,10 +92,12 @@ def _result(workdir, model, length, width, lr, seed, test, task, metric, mode,
   with open(os.path.join(workdir, name, "metrics.jsonl"), "w") as f:
     for step in (10, 20):
       f.write(json.dumps({"step": step, "split": "train", "loss": 1.0 / step}) + "\n")
+    for i, value in enumerate(curve or [test] * 9):
+      f.write(json.dumps({"step": 100 * i, "split": "eval", metric: value}) + "\n")
   sweep.record(workdir, name, {"arg.model": model, "arg.length": length,
                                "arg.width": width, "train.learning_rate": lr,
                                "train.seed": seed}, "completed",
-               dict(metric=metric, mode=mode, chance=0.0,
+               dict(metric=metric, mode=mode, chance=tasks.build(tasks.task_config(task)).chance,
                     final={metric: test, **others}, test={metric: test, **others},
                     steps_per_s=1.0, wall_time_s=10.0))
 
@@ -156,3 +161,107 @@ def test_a_copy_memory_loss_that_is_not_finite_is_never_on_the_baseline(tmp_path
   row = reproductions.copy_memory(str(tmp_path))
   assert "lstm T=100: loss inf" in row["ours"] and "diverged in 1 of 2 seeds" in row["ours"]
   assert row["verdict"] == "partly"
+
+
+# The budget rule on synthetic validation curves (steps 0, 100, ..., 1000).
+STEPS = list(range(0, 1001, 100))
+CHANCE_ACC, CHANCE_MSE = 0.1, 1 / 6
+
+
+def _accuracy(f):
+  return [f(s) for s in STEPS]
+
+
+@pytest.mark.parametrize("mode,chance,level,values,state", [
+    # Accuracy (max): a plateau at 0.6, noise below 2% of (1 - 0.1) in the last quarter.
+    ("max", CHANCE_ACC, 0.99, [0.1, 0.3, 0.5, 0.58, 0.6, 0.6, 0.59, 0.6, 0.61, 0.6, 0.61],
+     "converged"),
+    # Still climbing: +0.05 over the last quarter (> 0.02 x 0.9 = 0.018).
+    ("max", CHANCE_ACC, 0.99, [0.1 + 0.05 * i for i in range(11)], "still improving"),
+    # Reached the solved level once (later values do not undo it).
+    ("max", CHANCE_ACC, 0.99, [0.1, 0.5, 0.9, 0.995, 0.98, 0.99, 0.99, 0.99, 0.99, 0.99, 0.99],
+     "solved"),
+    # MSE (min): a plateau at the baseline; an improving one; a solved one.
+    ("min", CHANCE_MSE, 0.01, [0.2, 0.17, 0.167, 0.166, 0.167, 0.166, 0.166, 0.167, 0.166,
+                               0.166, 0.166], "converged"),
+    ("min", CHANCE_MSE, 0.01, [0.17 - 0.012 * i for i in range(11)], "still improving"),
+    ("min", CHANCE_MSE, 0.01, [0.17, 0.1, 0.05, 0.02, 0.009, 0.02, 0.02, 0.02, 0.02, 0.02, 0.02],
+     "solved"),
+])
+def test_curve_state_plateau_improving_solved(mode, chance, level, values, state):
+  assert reproductions.curve_state(STEPS, values, mode, chance, level) == state
+
+
+def test_converged_is_decided_by_the_stated_gain_of_the_range():
+  """Best before the last quarter 0.5; best after it 0.5 + g: converged
+  exactly when g < CONVERGED_GAIN x (perfect - chance)."""
+  limit = reproductions.CONVERGED_GAIN * (1.0 - CHANCE_ACC)   # 0.018
+  for gain, state in ((0.9 * limit, "converged"), (1.1 * limit, "still improving")):
+    values = [0.5] * 8 + [0.5 + gain] + [0.5] * 2   # steps 0..700 | 800..1000
+    assert reproductions.curve_state(STEPS, values, "max", CHANCE_ACC, 0.99) == state
+  # The last quarter is after step 750 of 1000: a gain at step 700 is before it.
+  values = [0.5] * 7 + [0.5 + 2 * limit] + [0.5 + 2 * limit] * 3
+  assert reproductions.curve_state(STEPS, values, "max", CHANCE_ACC, 0.99) == "converged"
+
+
+def test_a_curve_too_short_to_tell_or_diverged():
+  state = lambda steps, values: reproductions.curve_state(
+      steps, values, "min", CHANCE_MSE, 0.01)
+  assert state([], []) == "still improving"
+  assert state([1000], [0.1]) == "still improving"   # nothing before the last quarter
+  # Non-finite (null) before and finite after: it moved; null at the end: diverged.
+  assert state([0, 500, 1000], [None, None, 0.15]) == "still improving"
+  assert state([0, 500, 1000], [0.2, 0.15, float("nan")]) == "converged"
+  # A step-0 record counts as any other: here it is the only one before 750.
+  assert state([0, 800, 1000], [0.167, 0.167, 0.166]) == "converged"
+  with pytest.raises(ValueError, match="no range"):
+    reproductions.curve_state([0, 1], [0.5, 0.5], "max", 1.0, 2.0)
+
+
+@pytest.mark.parametrize("verdict,failing,expected", [
+    ("not reproduced", ["converged", "solved"], "not reproduced"),
+    ("partly", ["converged"], "partly"),
+    ("reproduced", ["still improving"], "reproduced"),
+    ("not reproduced", ["converged", "still improving"],
+     "undecided at CPU scale (not reproduced by the rule, but 1 of the 2 trials "
+     "behind the failing half still improving)"),
+    ("partly", ["still improving"], "undecided at CPU scale (partly by the rule, "
+     "but 1 of the 1 trials behind the failing half still improving)"),
+])
+def test_not_reproduced_only_when_the_failing_half_stopped_improving(
+    verdict, failing, expected):
+  assert reproductions.budget_verdict(verdict, failing) == expected
+
+
+@pytest.mark.parametrize("lstm_curve,verdict", [
+    (None, "partly"),                                      # flat at 0.05: converged
+    ([0.17 - 0.015 * i for i in range(9)], "undecided"),   # 0.17 -> 0.05, still falling
+])
+def test_adding_lstm_half_failing_while_improving_is_undecided(
+    tmp_path, lstm_curve, verdict):
+  for model, mse in (("lstm", 0.05), ("rnn", 0.166)):
+    for length in (100, 200):
+      for seed in (0, 1):
+        _result(str(tmp_path), model, length, 128, 1e-3, seed, mse, "adding",
+                "mse", "min", curve=lstm_curve if model == "lstm" else None)
+  assert reproductions.adding(str(tmp_path))["verdict"].startswith(verdict)
+
+
+def test_adding_rnn_half_failing_is_never_undecided(tmp_path):
+  """The tanh RNN's half fails by learning: more steps cannot undo it."""
+  for model, mse in (("lstm", 0.001), ("rnn", 0.01)):
+    for length in (100, 200):
+      _result(str(tmp_path), model, length, 128, 1e-3, 0, mse, "adding", "mse",
+              "min", curve=[0.17 - 0.02 * i for i in range(9)])
+  assert reproductions.adding(str(tmp_path))["verdict"] == "partly"
+
+
+def test_mqar_attention_still_improving_is_undecided(tmp_path):
+  rising = [0.01 + 0.05 * i for i in range(9)]   # to 0.41, still rising
+  for (model, width), a in {("transformer", 16): 0.41, ("transformer", 64): 0.41,
+                            ("lstm", 16): 0.2, ("lstm", 64): 0.3}.items():
+    _result(str(tmp_path), model, 256, width, 1e-3, 0, a, "associative_recall",
+            "accuracy", "max", curve=rising if model == "transformer" else None)
+  verdict = reproductions.mqar(str(tmp_path))["verdict"]
+  assert verdict == ("undecided at CPU scale (partly by the rule, but 2 of the 2 "
+                     "trials behind the failing half still improving)")
