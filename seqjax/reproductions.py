@@ -208,12 +208,13 @@ def points(claim_dir: str) -> list[dict]:
 
 
 def chosen_trials(claim_dir: str, point: dict) -> list[dict]:
-  """The trials (results.jsonl lines) of `point` at its chosen learning rate."""
+  """The trials (results.jsonl lines) of `point` at its chosen learning rate
+  (its every setting matched: width, positional, mask, ...)."""
   out = []
   for r in sweep.read_results(claim_dir):
     o = r["overrides"]
     if (o.get("arg.model") == point["model"] and o.get("arg.length") == point["length"]
-        and o.get("arg.width") == point["setting"].get("arg.width")
+        and all(o.get(k) == v for k, v in point["setting"].items())
         and o.get("train.learning_rate") == point["learning_rate"]):
       out.append(r)
   return out
