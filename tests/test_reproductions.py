@@ -32,8 +32,10 @@ def test_every_claim_builds_at_both_scales(claim, quick):
   arg = f"claim={claim}" + (",quick" if quick else "")
   s = module.scale(claim, quick)
   trials = module.get_sweep(arg)
+  axis = module.AXES.get(claim)   # positions and causal_mask: one more axis
   assert len(trials) == (len(s["models"]) * len(s["lengths"]) * len(s["widths"])
-                         * len(s["learning_rates"]) * len(s["seeds"]))
+                         * len(s["learning_rates"]) * len(s["seeds"])
+                         * (len(s[axis + "s"]) if axis else 1))
   for overrides in trials[:: max(1, len(trials) // 5)]:
     args = ",".join(f"{k[4:]}={v}" for k, v in overrides.items() if k.startswith("arg."))
     config = module.get_config(f"{arg},{args}")
