@@ -62,7 +62,7 @@ PAPER = {
     "induction_extrapolation": "trained at length 256, Mamba keeps ~100% to 2^20 "
                                "(4096x); attention with absolute, RoPE or xPos "
                                "positions fails beyond about 2x",
-    "gradients": "|d loss_t / d h_(t-k)| falls exponentially in k when the recurrent "
+    "gradients": "the norm of d loss_t / d h_(t-k) falls exponentially in k when the recurrent "
                  "Jacobian's norm is below 1 (tanh RNN), can grow when above "
                  "(Pascanu et al.: spectral radius > 1); the LSTM's cell path and "
                  "attention's direct paths keep it",
@@ -595,7 +595,7 @@ def causal_mask(claim_dir: str) -> dict:
                            trial_states(claim_dir, failing, data))
   ours = "; ".join(
       f"mask={mask(p)} S={p['length']}: training loss {numbers[id(p)]['train_loss']:.3g}, "
-      f"teacher-forced test accuracy {numbers[id(p)]['teacher']:.3f} | generated: "
+      f"teacher-forced test accuracy {numbers[id(p)]['teacher']:.3f}, generated: "
       f"exact match {_fmt(p)}, token accuracy {numbers[id(p)]['generated']:.3f}"
       for p in pts)
   return dict(data=data, ours=ours, verdict=verdict)

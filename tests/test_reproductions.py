@@ -402,4 +402,4 @@ def test_causal_mask_verdict_reports_both_numbers(tmp_path, cheat_loss, cheat_ma
   row = reproductions.causal_mask(str(tmp_path))
   assert row["verdict"] == verdict
   assert (f"mask=none S=8: training loss {cheat_loss:.3g}, teacher-forced test accuracy "
-          f"1.000 | generated: exact match {cheat_match:.4g}") in row["ours"]
+          f"1.000, generated: exact match {cheat_match:.4g}") in row["ours"]
