@@ -450,11 +450,13 @@ def induction_extrapolation(claim_dir: str) -> dict:
   def at(p, which):  # "train": the training length; "last": the longest test set
     if which == "train":
       return p["test_mean"]
+    if not p["extra_tests"]:   # no longer test set recorded: nothing measured
+      return math.nan
     return p["extra_tests"][sorted(p["extra_tests"], key=report._natural)[-1]]["mean"]
 
   mamba = [p for p in pts if p["model"] == "mamba"]
   attention = [p for p in pts if p["model"] == "transformer"]
-  holds = lambda p: p["test_mean"] >= 0.9 and all(
+  holds = lambda p: p["test_mean"] >= 0.9 and bool(p["extra_tests"]) and all(
       v["mean"] >= 0.9 for v in p["extra_tests"].values())
   mamba_ok = bool(mamba) and all(map(holds, mamba))
   learned = [p for p in attention if at(p, "train") >= 0.5]
