@@ -1,5 +1,6 @@
 """A horizon search small enough for the tests: an LSTM on copy memory (6
-steps, tiny_sweep's config), delays 2 then 4, two learning rates.
+steps, tiny_sweep's config), one probe (delay 2: max_length is the start), two
+learning rates.
 
   python launch.py --config=tests/experiments/tiny_horizon.py --mode=sweep --workdir=/tmp/tiny_horizon
 """
@@ -22,4 +23,4 @@ def get_search(arg=None):
   return dict(threshold=0.5, resolution=1.25, length_key="arg.delay",
               grid=sweep.values("train.learning_rate", [0.01, 0.003]),
               searches=[dict(overrides={"arg.model": "lstm"}, start=2,
-                             max_length=4)])
+                             max_length=2)])
