@@ -426,8 +426,10 @@ def report(workdir: str) -> dict:
   lines = [f"# Memory horizon: {os.path.basename(os.path.abspath(workdir))}", "",
            _rule(plan), "", f"![horizon against training compute]({PLOT})", "",
            tables]
-  with open(os.path.join(workdir, "report.md"), "w") as f:
+  path = os.path.join(workdir, "report.md")
+  with open(f"{path}.{os.getpid()}.tmp", "w") as f:  # shards write it too
     f.write("\n".join(lines) + "\n")
+  os.replace(f.name, path)
   return dict(searches=rows, markdown=tables)
 
 
