@@ -361,7 +361,8 @@ def sweep_runner(path: str, arg: str | None, workdir: str, jobs: int = 1,
   not trained again). seqjax.sweep has no public function that runs a given
   list of trials (`sweep.run` expands the experiment's get_sweep), so this
   adaptor does what `sweep.run` does after expanding: make_groups, then the
-  runner's groups on a pool, stopped by SIGINT or SIGTERM."""
+  runner's groups on a pool. SIGINT or SIGTERM stops the groups (they
+  checkpoint) and then the search: run_trials raises KeyboardInterrupt."""
   size = group_size or sweep.default_group_size()
 
   def run_trials(trials: list[dict]) -> None:
@@ -380,6 +381,8 @@ def sweep_runner(path: str, arg: str | None, workdir: str, jobs: int = 1,
       for s, handler in previous.items():
         signal.signal(s, handler)
     runner.show()
+    if runner.stopping:
+      raise KeyboardInterrupt("the sweep runner was stopped")
   return run_trials
 
 
@@ -390,7 +393,8 @@ def run(path: str, arg: str | None, workdir: str, jobs: int = 1,
   """The horizon search of the experiment `path` (`get_search(arg)`): checks
   the plan, stores it, runs this shard's searches (`--sweep_shard` slices the
   searches), writes the report of every search in DIR. Returns the counts of
-  searches `done` and `unfinished` in this shard."""
+  searches `done` and `unfinished` in this shard, and `interrupted` (1 if a
+  SIGINT or SIGTERM stopped it: run_trials raised KeyboardInterrupt)."""
   configs.check_positive("--jobs", jobs=jobs)
   module = sweep.load_experiment(path)
   if not hasattr(module, "get_search"):
@@ -402,12 +406,19 @@ def run(path: str, arg: str | None, workdir: str, jobs: int = 1,
   write_plan(workdir, plan)
   mine = dataclasses.replace(
       plan, searches=tuple(sweep.shard(list(plan.searches), shard_spec)))
-  walks = search(mine, workdir, run_trials or sweep_runner(
-      path, arg, workdir, jobs, group_size, out), out)
+  interrupted = 0
+  try:
+    search(mine, workdir, run_trials or sweep_runner(
+        path, arg, workdir, jobs, group_size, out), out)
+  except KeyboardInterrupt:
+    interrupted = 1
+    print("[horizon] stopped: running trials were checkpointed; rerun the same "
+          "command to resume.", file=out, flush=True)
   result = report(workdir)
   print(result["markdown"], file=out)
-  done = sum(w.next is None for w in walks.values())
-  return dict(done=done, unfinished=len(walks) - done)
+  done = sum(progress(workdir, plan, s)[0].next is None for s in mine.searches)
+  return dict(done=done, unfinished=len(mine.searches) - done,
+              interrupted=interrupted)
 
 
 # The report.

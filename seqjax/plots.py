@@ -197,7 +197,8 @@ def horizon_vs_compute(rows: list, path: str) -> None:
   fig, axes = plt.subplots(1, len(tasks), figsize=(5 * len(tasks), 4),
                            squeeze=False)
   for ax, task in zip(axes[0], tasks):
-    for r in (r for r in rows if r["task"] == task and r["probes"]):
+    drawn = [r for r in rows if r["task"] == task and r["probes"]]
+    for r in drawn:
       y = r["horizon"] if r["horizon"] is not None else r["start"]
       marker = {"at least": "^", "below the start": "v"}.get(r["status"], "o")
       up = (r["failed"]["length"] - y) if r["failed"] and r["horizon"] else 0
@@ -213,7 +214,8 @@ def horizon_vs_compute(rows: list, path: str) -> None:
     ax.set_xlabel("training FLOPs (estimate, all probes)")
     ax.set_ylabel("horizon (longest length solved)")
     ax.set_title(task)
-    ax.legend(fontsize=7)
+    if drawn:
+      ax.legend(fontsize=7)
   fig.tight_layout()
   fig.savefig(path, dpi=120)
   plt.close(fig)

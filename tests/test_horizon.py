@@ -389,7 +389,7 @@ def test_a_tiny_search_through_the_sweep_runner_resumes_with_nothing_to_train(
   workdir = str(tmp_path)
   first = QUIET()
   counts = horizon.run(path, None, workdir, out=first)
-  assert counts == {"done": 1, "unfinished": 0}
+  assert counts == {"done": 1, "unfinished": 0, "interrupted": 0}
   rows = json.load(open(os.path.join(workdir, "horizon.json")))["searches"]
   assert rows[0]["probes"][0]["length"] == 2 and rows[0]["trial_steps"] > 0
   rerun = FakeTrainer(workdir)
@@ -397,3 +397,19 @@ def test_a_tiny_search_through_the_sweep_runner_resumes_with_nothing_to_train(
   assert horizon.run(path, None, workdir, out=again, run_trials=rerun) == counts
   assert rerun.calls == 0
   assert again.getvalue() in first.getvalue()  # the same table
+
+
+def test_a_stopped_search_says_so_and_reports_what_it_has(tmp_path):
+  path = os.path.join(helpers.ROOT, "tests", "experiments", "tiny_horizon.py")
+
+  def stopped(trials):
+    del trials
+    raise KeyboardInterrupt
+
+  out = QUIET()
+  counts = horizon.run(path, None, str(tmp_path), out=out, run_trials=stopped)
+  assert counts == {"done": 0, "unfinished": 1, "interrupted": 1}
+  assert "rerun the same command to resume" in out.getvalue()
+  row = json.load(open(os.path.join(str(tmp_path), "horizon.json")))["searches"][0]
+  assert (row["status"], row["text"], row["trial_steps"]) == (
+      "unfinished", "unfinished (next probe: 2)", 0)
