@@ -25,11 +25,14 @@ The quick budget: long_dependency's quick trials (600 steps of batch 16, width
 64, learning rates 1e-3, 3e-3, 1e-2, 2 seeds; its main job trains 36 such
 groups in about 6.5 minutes on 2 cores) with an evaluation every 100 steps, so
 that a trial that reaches the task's solved level stops early
-(`train.stop_when_solved`, where the training loop has it). From that job's
-step times, the quick search (about 40 probes, most of them short; the longest
-copy memory delay 128, selective copy length 256) is estimated at 15-20
-core-minutes: under 15 minutes with --jobs=2. `quick,selective` adds mamba
-and rglru (4-5x the LSTM's step): not sized to 15 minutes.
+(`train.stop_when_solved`, where the training loop has it). Estimated, not
+timed, from that job's step times per architecture and length (6 trials x 600
+steps x the step, plus about 9 s per group) and the paths its accuracies
+suggest (about 40 probes; transformer and LRU on copy memory doubling up to
+delay 128, the GRU on selective copy bisecting near length 200): about 17
+core-minutes without any early stop, in 7 rounds of about 9 minutes in all with
+--jobs=2. `quick,selective` adds mamba and rglru (4-5x the LSTM's step): not
+sized to 15 minutes.
 """
 
 import os

@@ -211,6 +211,7 @@ def horizon_vs_compute(rows: list, path: str) -> None:
                   fontsize=7, va="bottom")
     ax.set_xscale("log")
     ax.set_yscale("log", base=2)
+    ax.yaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
     ax.set_xlabel("training FLOPs (estimate, all probes)")
     ax.set_ylabel("horizon (longest length solved)")
     ax.set_title(task)
