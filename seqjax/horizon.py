@@ -400,12 +400,14 @@ def run(path: str, arg: str | None, workdir: str, jobs: int = 1,
   if not hasattr(module, "get_search"):
     raise ConfigError(f"{path} defines no get_search(arg); a horizon search "
                       "needs one.")
+  if group_size is not None:
+    configs.check_positive("--group_size", group_size=group_size)
   plan = plan_from(module.get_search(arg), overrides)
+  mine = dataclasses.replace(
+      plan, searches=tuple(sweep.shard(list(plan.searches), shard_spec)))
   check(path, arg, plan)
   run_files.check_writable(workdir)
   write_plan(workdir, plan)
-  mine = dataclasses.replace(
-      plan, searches=tuple(sweep.shard(list(plan.searches), shard_spec)))
   interrupted = 0
   try:
     search(mine, workdir, run_trials or sweep_runner(

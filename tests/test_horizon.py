@@ -413,3 +413,16 @@ def test_a_stopped_search_says_so_and_reports_what_it_has(tmp_path):
   row = json.load(open(os.path.join(str(tmp_path), "horizon.json")))["searches"][0]
   assert (row["status"], row["text"], row["trial_steps"]) == (
       "unfinished", "unfinished (next probe: 2)", 0)
+
+
+@pytest.mark.parametrize("flags,message", [
+    (dict(shard_spec="2/2"), "--sweep_shard='2/2'"),
+    (dict(group_size=0), "group_size must be positive"),
+    (dict(overrides={"arg.delay": 3}), "length_key='arg.delay' is set by"),
+])
+def test_bad_flags_are_refused_before_anything_is_written(tmp_path, flags, message):
+  path = os.path.join(helpers.ROOT, "tests", "experiments", "tiny_horizon.py")
+  with pytest.raises(ConfigError, match=message):
+    horizon.run(path, None, str(tmp_path / "dir"), out=QUIET(),
+                run_trials=FakeTrainer(str(tmp_path)), **flags)
+  assert not os.path.exists(tmp_path / "dir")
