@@ -220,20 +220,17 @@ def plan_from(spec: Mapping, overrides: dict | None = None) -> Plan:
   for item in spec["searches"]:
     item = dict(item)
     _check_keys("get_search() search", item, SEARCH_KEYS, SEARCH_KEYS[:3])
-    search = Search(name=sweep.trial_name(dict(item["overrides"])),
-                    overrides=dict(item["overrides"]), start=item["start"],
-                    max_length=item["max_length"],
-                    multiple=item.get("multiple", 1))
-    _check_bounds(search.start, spec["resolution"], search.max_length,
-                  search.multiple)
-    searches.append(search)
+    one = Search(name=sweep.trial_name(dict(item["overrides"])),
+                 overrides=dict(item["overrides"]), start=item["start"],
+                 max_length=item["max_length"], multiple=item.get("multiple", 1))
+    _check_bounds(one.start, spec["resolution"], one.max_length, one.multiple)
+    searches.append(one)
   if not searches or len({s.name for s in searches}) != len(searches):
     raise ConfigError("get_search(): give at least one search and no two with "
                       "the same overrides.")
   key = spec["length_key"]
-  clash = [k for k in [*searches[0].overrides, *grid[0], *(overrides or {})]
-           if k == key]
-  if clash:
+  if any(key in o for o in [*(x.overrides for x in searches), *grid,
+                             overrides or {}]):
     raise ConfigError(f"get_search(): length_key={key!r} is set by the searches, "
                       "the grid or --config; the search sets it alone.")
   return Plan(threshold=float(threshold), resolution=float(spec["resolution"]),
@@ -281,9 +278,9 @@ def check(path: str, arg: str | None, plan: Plan) -> None:
   is a ConfigError before anything trains."""
   from seqjax import models, tasks  # pylint: disable=import-outside-toplevel
   module = sweep.load_experiment(path)
-  for search in plan.searches:
-    for length in (search.start, search.max_length):
-      config = sweep.trial_config(module, arg, probe_trials(plan, search, length)[0])
+  for one in plan.searches:
+    for length in (one.start, one.max_length):
+      config = sweep.trial_config(module, arg, probe_trials(plan, one, length)[0])
       task = tasks.build(config.task)
       models.build(config.model, task.io)
       configs.train_config(config.train)
@@ -291,32 +288,32 @@ def check(path: str, arg: str | None, plan: Plan) -> None:
 
 # The driver.
 
-def probe_trials(plan: Plan, search: Search, length: int) -> list[dict]:
+def probe_trials(plan: Plan, one: Search, length: int) -> list[dict]:
   """The overrides of the trials of one probe, in grid order."""
-  return [{**search.overrides, plan.length_key: length, **item, **plan.overrides}
+  return [{**one.overrides, plan.length_key: length, **item, **plan.overrides}
           for item in plan.grid]
 
 
-def read_probe(workdir: str, plan: Plan, search: Search, length: int
+def read_probe(workdir: str, plan: Plan, one: Search, length: int
                ) -> list[tuple[dict, dict | None]]:
   """(overrides, summary or None) of each trial of a probe."""
   return [(o, run_files.read_json(
       os.path.join(workdir, sweep.trial_name(o), "summary.json")))
-          for o in probe_trials(plan, search, length)]
+          for o in probe_trials(plan, one, length)]
 
 
 def _finished(trials: list) -> bool:
   return all(s and s.get("status") in sweep.FINAL for _, s in trials)
 
 
-def progress(workdir: str, plan: Plan, search: Search
+def progress(workdir: str, plan: Plan, one: Search
              ) -> tuple[Walk, dict[int, Verdict]]:
-  """The search's walk through the recorded probes, and their verdicts."""
+  """The walk of search `one` through the recorded probes, and their verdicts."""
   probes = {}
   while True:
-    w = walk(probes, start=search.start, resolution=plan.resolution,
-             max_length=search.max_length, multiple=search.multiple)
-    trials = [] if w.next is None else read_probe(workdir, plan, search, w.next)
+    w = walk(probes, start=one.start, resolution=plan.resolution,
+             max_length=one.max_length, multiple=one.multiple)
+    trials = [] if w.next is None else read_probe(workdir, plan, one, w.next)
     if w.next is None or not _finished(trials):
       return w, probes
     probes[w.next] = verdict(trials, plan.threshold)
