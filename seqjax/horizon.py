@@ -46,6 +46,8 @@ import sys
 import threading
 from typing import Any, Callable, Mapping, Sequence
 
+import ml_collections
+
 from seqjax import configs
 from seqjax import flops
 from seqjax import run_files
@@ -501,7 +503,6 @@ def _cost(workdir: str, trials: dict) -> dict:
   """What the search's trials cost: trial-steps, training-loop seconds, wall
   seconds (a probe's longest trial: its group's process), training FLOPs."""
   from seqjax import tasks  # pylint: disable=import-outside-toplevel
-  import ml_collections  # pylint: disable=import-outside-toplevel
   steps = train_s = wall_s = flop = 0.0
   for probe in trials.values():
     walls = [0.0]

@@ -133,6 +133,12 @@ def test_the_mean_over_seeds_decides_mixed_seeds():
                          0.9).solved
 
 
+def test_a_probe_with_mixed_seeds_below_the_level_is_a_failure_the_search_bisects():
+  solved = horizon.verdict(_trials((1e-3, 0, 0.9, 1.0), (1e-3, 1, 0.9, 0.95)), 0.9)
+  mixed = horizon.verdict(_trials((1e-3, 0, 0.9, 1.0), (1e-3, 1, 0.9, 0.5)), 0.9)
+  assert _next({4: solved, 8: mixed}) == round(math.sqrt(4 * 8)) == 6
+
+
 def test_tied_learning_rates_are_listed_and_the_first_tried_is_taken():
   v = horizon.verdict(_trials((3e-3, 0, 1.0, 0.5), (1e-3, 0, 1.0, 1.0),
                               (1e-2, 0, 0.2, 1.0)), 0.9)
