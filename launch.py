@@ -4,6 +4,7 @@
   python launch.py --workdir=runs/copy --mode=eval|diagnose|generate
   python launch.py --config=experiments/long_dependency.py:quick --mode=sweep --workdir=runs/ld
   python launch.py --workdir=runs/ld --mode=report   # a sweep's report, again
+  python launch.py --config=experiments/horizon.py:quick --mode=sweep --workdir=runs/h  # a search
 
 This file is intentionally short; everything else is an importable library.
 """
@@ -21,6 +22,7 @@ from ml_collections import config_flags
 from seqjax import configs
 from seqjax import diagnostics
 from seqjax import generation
+from seqjax import horizon
 from seqjax import parallel
 from seqjax import report
 from seqjax import run_files
@@ -59,14 +61,20 @@ def run_sweep(workdir: str) -> int:
   spec = configs.config_flag(sys.argv)
   if spec is None:
     raise ConfigError("--mode=sweep needs --config=experiments/NAME.py[:ARGS].")
-  counts = sweep.run(*spec, workdir, FLAGS.jobs, FLAGS.sweep_shard,
-                     FLAGS.group_size,
-                     overrides=configs.overrides_from_argv(sys.argv, _CONFIG.value))
-  report.write(workdir)
-  return 130 if counts["interrupted"] else int(bool(counts["failed"] + counts["held"]))
+  search = hasattr(sweep.load_experiment(spec[0]), "get_search")  # a horizon
+  counts = (horizon.run if search else sweep.run)(
+      *spec, workdir, FLAGS.jobs, FLAGS.sweep_shard, FLAGS.group_size,
+      overrides=configs.overrides_from_argv(sys.argv, _CONFIG.value))
+  if not search:
+    report.write(workdir)
+  return 130 if counts["interrupted"] else int(bool(
+      counts.get("failed", 0) + counts.get("held", 0) + counts.get("unfinished", 0)))
 
 
-def run_report(workdir: str, write=report.write) -> int:
+def run_report(workdir: str, write=None) -> int:
+  if write is None:  # a horizon search's directory holds its plan
+    search = os.path.exists(os.path.join(workdir, horizon.PLAN))
+    write = horizon.report if search else report.write
   write(workdir)
   return print(f"wrote the report under {workdir}") or 0
 

@@ -225,3 +225,38 @@ def _log_scale_if_positive(ax, axis: str, values) -> None:
   measured = [v for v in values if _finite(v)]
   if measured and min(measured) > 0:
     getattr(ax, f"set_{axis}scale")("log")
+
+
+def horizon_vs_compute(rows: list, path: str) -> None:
+  """The memory horizon against training FLOPs (log-log), a panel per task and
+  a point per model (seqjax.horizon's rows): the bracket drawn up to the
+  shortest length failed; a search that never failed as ^ at its longest
+  length, one that failed at the start as v at the start; the window model's
+  k dashed."""
+  tasks = list(dict.fromkeys(r["task"] for r in rows))
+  fig, axes = plt.subplots(1, len(tasks), figsize=(5 * len(tasks), 4),
+                           squeeze=False)
+  for ax, task in zip(axes[0], tasks):
+    drawn = [r for r in rows if r["task"] == task and r["probes"]]
+    for r in drawn:
+      y = r["horizon"] if r["horizon"] is not None else r["start"]
+      marker = {"at least": "^", "below the start": "v"}.get(r["status"], "o")
+      up = (r["failed"]["length"] - y) if r["failed"] and r["horizon"] else 0
+      ax.errorbar([r["flops"]], [y], yerr=[[0], [up]], marker=marker,
+                  capsize=3, label=r["model"])
+    for k in sorted({r["window"] for r in rows
+                     if r["task"] == task and r["window"]}):
+      ax.axhline(k, color="gray", linestyle="--", linewidth=0.8)
+      ax.annotate(f"window k = {k}", (0.01, k), xycoords=("axes fraction", "data"),
+                  fontsize=7, va="bottom")
+    ax.set_xscale("log")
+    ax.set_yscale("log", base=2)
+    ax.yaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+    ax.set_xlabel("training FLOPs (estimate, all probes)")
+    ax.set_ylabel("horizon (longest length solved)")
+    ax.set_title(task)
+    if drawn:
+      ax.legend(fontsize=7)
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)

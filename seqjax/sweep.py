@@ -174,16 +174,20 @@ def expand(path: str, arg: str | None, overrides: dict | None = None
   if axis and grid and not any(axis in o for o in grid):
     raise ConfigError(f"{path}: SWEEP_AXIS={axis!r} is no override of the sweep; "
                       f"its keys: {', '.join(sorted({k for o in grid for k in o}))}.")
+  return [trial(module, arg, {**own, **(overrides or {})}, name)
+          for name, own in zip(names, grid)]
+
+
+def trial(module, arg: str | None, overrides: dict, name: str | None = None
+          ) -> Trial:
+  """One trial of experiment `module`, its config built once and checked (task,
+  model, train); named `trial_name(overrides)` unless `name` is given."""
   from seqjax import models, tasks  # pylint: disable=import-outside-toplevel
-  trials = []
-  for name, own in zip(names, grid):
-    merged = {**own, **(overrides or {})}
-    config = trial_config(module, arg, merged)
-    task = tasks.build(config.task)
-    models.build(config.model, task.io)
-    configs.train_config(config.train)
-    trials.append(Trial(name, merged, config, task.io.length))
-  return trials
+  config = trial_config(module, arg, overrides)
+  task = tasks.build(config.task)
+  models.build(config.model, task.io)
+  configs.train_config(config.train)
+  return Trial(name or trial_name(overrides), overrides, config, task.io.length)
 
 
 def sweep_axis(module) -> str | None:
@@ -393,7 +397,17 @@ def run(path: str, arg: str | None, workdir: str, jobs: int = 1,
   `overrides` (from `--config.KEY=VALUE`) apply to every trial (`expand`)."""
   configs.check_positive("--jobs", jobs=jobs)
   run_files.check_writable(workdir)
-  trials = expand(path, arg, overrides)
+  return run_trials(expand(path, arg, overrides), workdir, jobs=jobs,
+                    shard_spec=shard_spec, group_size=group_size, out=out,
+                    axis=sweep_axis(load_experiment(path)))
+
+
+def run_trials(trials: list[Trial], workdir: str, *, jobs: int = 1,
+               shard_spec: str | None = None, group_size: int | None = None,
+               out=sys.stdout, axis: str | None = None) -> dict:
+  """Trains `trials` (built by `expand`, or by `trial` for a search that decides
+  its trials as it goes) in groups, `jobs` at a time; finished trials are not
+  trained again. Returns the counts by status, as `run`."""
   if group_size is None:
     group_size = default_group_size()
     print(f"[sweep] groups of up to {group_size} trials (the default "
@@ -401,7 +415,7 @@ def run(path: str, arg: str | None, workdir: str, jobs: int = 1,
           "--group_size=N to change)", file=out, flush=True)
   groups = shard(make_groups(trials, group_size), shard_spec)
   os.makedirs(workdir, exist_ok=True)
-  runner = _Runner(workdir, jobs, out, sweep_axis(load_experiment(path)))
+  runner = _Runner(workdir, jobs, out, axis)
   cores = len(os.sched_getaffinity(0))
   if cores // jobs > 1 and not parallel.has_accelerator():
     print(f"[sweep] each group gets {cores // jobs} cores, but XLA:CPU's Eigen "
