@@ -529,6 +529,7 @@ def _probe_cell(probe: dict | None) -> str:
   if probe is None:
     return "-"
   lr = probe["learning_rate"]
-  tie = f", tied with {', '.join(map(str, probe['tied']))}" if probe["tied"] else ""
+  others = [str(x) for x in probe["tied"] if x != lr]
+  tie = f", tied on validation with {', '.join(others)}" if others else ""
   return (f"{probe['length']}: {probe['score']:.3g} ({probe['low']:.3g}-"
           f"{probe['high']:.3g}; lr {lr}{tie})")
