@@ -92,6 +92,12 @@ def replicated(mesh: Mesh) -> NamedSharding:
   return NamedSharding(mesh, P())
 
 
+def stacked(sharding: NamedSharding) -> NamedSharding:
+  """The layout of N arrays of layout `sharding` stacked on a new leading axis
+  (a trial group's run axis), which is never split."""
+  return NamedSharding(sharding.mesh, P(None, *sharding.spec))
+
+
 def array_sharding(mesh: Mesh, cfg: MeshConfig, shape: tuple) -> NamedSharding:
   """The layout of one parameter-like array, from its shape alone."""
   spec = [None] * len(shape)

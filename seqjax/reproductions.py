@@ -107,7 +107,7 @@ def count_errors(run_dir: str, min_reads: int, batch_size: int = 256) -> dict:
   @jax.jit
   def wrong_and_reads(params, batch):
     variables = {"params": precision.cast_params(params, dtype)}
-    logits = exp.model.apply(variables, *train.model_inputs(batch))
+    logits = exp.model.apply(variables, *experiment.model_inputs(batch))
     reads = exp.task.read_positions(batch["inputs"]) > 0
     wrong = (jnp.argmax(logits, -1) != batch["targets"]) & reads
     return wrong.sum(), reads.sum()
