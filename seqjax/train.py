@@ -5,7 +5,8 @@ solved, and writes each run's summary. A run of one config
 (`train_and_evaluate`) is a group of one, on the mesh of `config.mesh`.
 
 What it runs on is built by `seqjax.experiment` and the steps by
-`seqjax.stepping`; the names it uses of both are imported here by name.
+`seqjax.stepping`; the names it uses of both are imported here by name, and so
+are `init_state`, `make_batch_fn` and `TEST`, which its callers take from here.
 """
 
 import contextlib

@@ -136,3 +136,14 @@ def test_a_checkpoint_that_no_longer_fits_the_model_is_one_paragraph(
   after = {p: open(p, "rb").read()
            for p in glob.glob(f"{workdir}/**", recursive=True) if os.path.isfile(p)}
   assert after == before
+
+
+def test_every_task_declares_its_solved_level():
+  """1.0 (no error on the validation batches) for every task scored by an
+  accuracy; adding's stated MSE; None where the metric has no natural level."""
+  levels = {name: (cls.mode, cls.solved_level) for name, cls in tasks.TASKS.items()}
+  for name, (mode, level) in levels.items():
+    if mode == "max":
+      assert level == 1.0, name
+  assert levels["adding"] == ("min", 0.01)
+  assert levels["text"][1] is None and levels["text_to_image"][1] is None
