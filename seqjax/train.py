@@ -108,7 +108,7 @@ def train_trials(configs_: list, workdirs: list[str], progress: bool = False
                         workdir, out[n]["status"], out[n].get("step"))
         continue
       lock = run_lock.RunLock(workdir)
-      created += _missing_dirs(workdir)
+      created += _missing_dirs(workdir) if writer else []
       if writer and not lock.acquire():
         out[n] = _held(workdir)
         continue
@@ -274,6 +274,7 @@ class _Group:
     try:
       for e, workdir, before in zip(exps, workdirs, previous):
         self.trials.append(_Trial(e, workdir, before, abstract, progress))
+      self.state = self._stack(exps)
     except BaseException:
       self.close()
       raise
@@ -282,7 +283,6 @@ class _Group:
         [hyperparameters(e.train)[k] for e in exps], onp.float32), rep)
                for k in HYPER_KEYS}
     self.dropout_keys = jax.device_put(stream_keys(self.seeds, DROPOUT), rep)
-    self.state = self._stack(exps)
     self.alive = jax.device_put(onp.ones(len(exps), bool), rep)
     self.training = (None, None)  # (the mask as a tuple, on the devices)
     self.unstack = jax.jit(
