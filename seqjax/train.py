@@ -279,11 +279,12 @@ class _Group:
       self.close()
       raise
     rep = parallel.replicated(exp.mesh)
-    self.hp = {k: jax.device_put(onp.asarray(
+    self.hp = {k: parallel.put(onp.asarray(
         [hyperparameters(e.train)[k] for e in exps], onp.float32), rep)
                for k in HYPER_KEYS}
-    self.dropout_keys = jax.device_put(stream_keys(self.seeds, DROPOUT), rep)
-    self.alive = jax.device_put(onp.ones(len(exps), bool), rep)
+    self.dropout_keys = jax.jit(lambda: stream_keys(self.seeds, DROPOUT),
+                                out_shardings=rep)()
+    self.alive = parallel.put(onp.ones(len(exps), bool), rep)
     self.training = (None, None)  # (the mask as a tuple, on the devices)
     self.unstack = jax.jit(
         lambda state, n: jax.tree_util.tree_map(lambda x: x[n], state),
@@ -374,8 +375,9 @@ class _Group:
     and still train advance; returns the metrics [N] left on the devices."""
     training = tuple(t.status == "running" and t.start <= i for t in self.trials)
     if self.training[0] != training:  # moved to the devices when it changes
-      self.training = (training, jax.device_put(
-          onp.asarray(training), parallel.replicated(self.exp.mesh)))
+      with jax.transfer_guard("allow"):
+        self.training = (training, parallel.put(
+            training, parallel.replicated(self.exp.mesh)))
     self.state, self.alive, metrics = self.compiled(
         self.state, self.alive, batch, self.hp, self.dropout_keys,
         self.training[1])
