@@ -147,3 +147,12 @@ def test_every_task_declares_its_solved_level():
       assert level == 1.0, name
   assert levels["adding"] == ("min", 0.01)
   assert levels["text"][1] is None and levels["text_to_image"][1] is None
+
+
+def test_best_is_never_the_step_0_evaluation_when_a_later_one_ties():
+  task = tasks.build(tasks.task_config("copy_memory", delay=2))  # accuracy, max
+  evals = [dict(step=s, split="eval", accuracy=a, loss=1.0)
+           for s, a in ((0, 0.5), (2, 0.25), (4, 0.5), (6, float("nan")))]
+  result = train.final_and_best(evals + [dict(step=6, split="test", accuracy=0.9)],
+                                task)
+  assert result["best"]["step"] == 4 and result["final"]["step"] == 6
