@@ -14,12 +14,12 @@ import numpy as onp
 import pytest
 
 from seqjax import configs
-from seqjax import experiment
 from seqjax import models
 from seqjax import stepping
 from seqjax import tasks
 from seqjax import train
 from seqjax.errors import ConfigError
+from seqjax.experiment import DATA_SPLITS
 from seqjax.tasks import flip_flop as flip_flop_lib
 from seqjax.tasks import listops as listops_lib
 
@@ -352,7 +352,7 @@ def test_dataset_streams_draw_from_disjoint_splits(name):
   task = exp.task
   split_rows = {s: rows_of(task.data(s)["inputs"])
                 for s in ("train", "eval", "test")}
-  for stream, split in experiment.DATA_SPLITS.items():
+  for stream, split in DATA_SPLITS.items():
     fn = train.make_batch_fn(exp, stream)
     drawn = rows_of(fn(0)["inputs"]) | rows_of(fn(1)["inputs"])
     assert drawn <= split_rows[split], split
