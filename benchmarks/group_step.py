@@ -4,9 +4,9 @@
       [--group=4] [--batch=32] [--length=256] [--width=256] [--layers=1] \
       [--vocab=16] [--steps=20] [--model_args=key=value,...]
 
-A trial group (`train.make_group_step`) vmaps the one-run step over a leading
+A trial group (`stepping.make_group_step`, the step every run trains with) vmaps the one-run step over a leading
 run axis of N runs; on one device it pays only if one group step costs less
-than N solo steps (`train.make_train_step`). Both steps are seqjax's own, on
+than N solo steps (`stepping.make_train_step`). Both steps are seqjax's own, on
 random tokens (benchmarks/step_time.py's task), compiled first and then timed
 one each in turn (interleaved: a change in the load of a shared machine hits
 both alike). Prints one JSON line per model: the median and minimum step times
@@ -24,6 +24,7 @@ import jax.numpy as jnp
 
 from benchmarks import machine
 from benchmarks import step_time
+from seqjax import stepping
 from seqjax import train
 
 _MODELS = flags.DEFINE_list("models", ["rnn", "lstm", "gru", "lru", "transformer"],
@@ -37,14 +38,14 @@ def group_step(exp: train.Experiment, n: int):
   parameters and batches, equal hyperparameters) as a callable that blocks."""
   seeds = list(range(n))
   state = jax.jit(jax.vmap(train.init_fn(exp)))(  # pylint: disable=protected-access
-      train.stream_keys(seeds, train.INIT))
-  batch = train.make_batch_fn(exp, train.TRAIN, seeds=seeds)(0)
+      stepping.stream_keys(seeds, train.INIT))
+  batch = stepping.make_group_batch_fn(exp, seeds, train.TRAIN)(0)
   hp = {k: jnp.full((n,), v, jnp.float32)
         for k, v in train.hyperparameters(exp.train).items()}
-  keys = train.stream_keys(seeds, train.DROPOUT)
+  keys = stepping.stream_keys(seeds, train.DROPOUT)
   alive, started = jnp.ones(n, bool), jnp.ones(n, bool)
   t0 = time.perf_counter()
-  compiled = train.make_group_step(exp).lower(
+  compiled = stepping.make_group_step(exp).lower(
       state, alive, batch, hp, keys, started).compile()
   info = dict(compile_s=time.perf_counter() - t0)
   box = [state, alive]

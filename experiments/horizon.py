@@ -25,7 +25,7 @@ The quick budget: long_dependency's quick trials (600 steps of batch 16, width
 64, learning rates 1e-3, 3e-3, 1e-2, 2 seeds; its main job trains 36 such
 groups in about 6.5 minutes on 2 cores) with an evaluation every 100 steps, so
 that a trial that reaches the task's solved level stops early
-(`train.stop_when_solved`, where the training loop has it). Estimated, not
+(`train.stop_when_solved`). Estimated, not
 timed, from that job's step times per architecture and length (6 trials x 600
 steps x the step, plus about 9 s per group) and the paths its accuracies
 suggest (about 40 probes; transformer and LRU on copy memory doubling up to
@@ -56,13 +56,12 @@ LENGTHS = {  # (start, max_length) of each task's searches
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   """One trial: long_dependency's config, evaluated every QUICK_EVAL_EVERY
-  steps when quick, and stopped once solved where the loop can."""
+  steps when quick, and stopped once solved."""
   config = _LONG.get_config(arg)
   if configs.parse_arg(arg, task=str, model=str, length=int, quick=False,
                        selective=False).quick:
     config.train.eval_every = QUICK_EVAL_EVERY
-  if "stop_when_solved" in config.train:  # the training loop's field, once it has it
-    config.train.stop_when_solved = True
+  config.train.stop_when_solved = True
   return config
 
 

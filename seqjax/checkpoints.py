@@ -27,6 +27,7 @@ import orbax.checkpoint as ocp
 from orbax.checkpoint.checkpoint_managers import preservation_policy as pp
 
 from seqjax import metric_log
+from seqjax import scores
 from seqjax.errors import ConfigError
 
 ITEM = "default"  # the item directory of a single-item checkpoint manager
@@ -192,15 +193,12 @@ def reason(error: BaseException, directory: str = "") -> str:
 
 def best_step(workdir: str, steps, task) -> int | None:
   """Of the checkpointed `steps`, the best by the task's headline metric on the
-  validation stream (DIR/metrics.jsonl; ties go to the later step, as the
-  manager's BestN policy keeps), or None if none was evaluated."""
+  validation stream (DIR/metrics.jsonl; `scores.best`: ties go to the later
+  step, as the manager's BestN policy keeps), or None if none was evaluated."""
   evals = [r for r in metric_log.read(os.path.join(workdir, "metrics.jsonl"))
-           if r["split"] == "eval" and r["step"] in steps
-           and isinstance(r.get(task.metric), (int, float))]
-  if not evals:
-    return None
-  pick = max if task.mode == "max" else min
-  return pick(reversed(evals), key=lambda r: r[task.metric])["step"]
+           if r["split"] == "eval" and r["step"] in steps]
+  best = scores.best(evals, lambda r: r.get(task.metric), task.mode)
+  return None if best is None else best["step"]
 
 
 def load_params(workdir: str, step: int | None = None) -> Any:

@@ -229,43 +229,27 @@ def check_choice(where: str, key: str, value: Any, allowed: tuple) -> None:
         f"{', '.join(map(str, allowed))}.")
 
 
-def train_defaults() -> ml_collections.ConfigDict:
-  """The `config.train` section; experiments override what they need."""
-  return ml_collections.ConfigDict(dict(
-      seed=0,
-      steps=1000,
-      batch_size=32,
-      learning_rate=1e-3,     # peak learning rate of AdamW
-      schedule="cosine",      # cosine | constant, both after linear warmup
-      warmup_steps=100,
-      grad_clip=1.0,          # global-norm clipping; 0 disables it
-      weight_decay=0.0,       # AdamW decoupled weight decay
-      log_every=50,
-      eval_every=200,
-      eval_batches=4,         # held-out batches per evaluation
-      checkpoint_every=200,
-      keep_checkpoints=2,     # the last K, plus the best by the headline metric
-      compute_dtype="float32",  # float32 | bfloat16 (float32 parameters either way)
-  ))
-
-
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-  """Typed `config.train`; see `train_defaults` for the meaning of each field."""
-  seed: int
-  steps: int
-  batch_size: int
-  learning_rate: float
-  schedule: str
-  warmup_steps: int
-  grad_clip: float
-  weight_decay: float
-  log_every: int
-  eval_every: int
-  eval_batches: int
-  checkpoint_every: int
-  keep_checkpoints: int
-  compute_dtype: str = "float32"
+  """`config.train`, typed; the one definition of its fields and defaults
+  (`train_defaults` is built from it). Experiments override what they need."""
+  seed: int = 0
+  steps: int = 1000
+  batch_size: int = 32
+  learning_rate: float = 1e-3   # peak learning rate of AdamW
+  schedule: str = "cosine"      # cosine | constant, both after linear warmup
+  warmup_steps: int = 100
+  grad_clip: float = 1.0        # global-norm clipping; 0 disables it
+  weight_decay: float = 0.0     # AdamW decoupled weight decay
+  log_every: int = 50
+  eval_every: int = 200
+  eval_batches: int = 4         # held-out batches per evaluation
+  checkpoint_every: int = 200
+  keep_checkpoints: int = 2     # the last K, plus the best by the headline metric
+  compute_dtype: str = "float32"  # float32 | bfloat16 (float32 parameters either way)
+  stop_when_solved: bool = False  # a run whose validation metric reaches the level stops
+  solved_level: float | None = None  # that level; None: the task's `solved_level`
+  profile_steps: int = 0        # > 0: a jax.profiler trace of that many steps, DIR/profile/
 
   def __post_init__(self):
     check_positive("train", steps=self.steps, batch_size=self.batch_size,
@@ -276,10 +260,18 @@ class TrainConfig:
     check_choice("train", "schedule", self.schedule, SCHEDULES)
     check_choice("train", "compute_dtype", self.compute_dtype,
                  ("float32", "bfloat16"))
-    for key in ("warmup_steps", "grad_clip", "weight_decay"):
+    for key in ("warmup_steps", "grad_clip", "weight_decay", "profile_steps"):
       if getattr(self, key) < 0:
         raise ConfigError(
             f"train.{key} must be >= 0, got {getattr(self, key)!r}.")
+
+
+def train_defaults() -> ml_collections.ConfigDict:
+  """The `config.train` section with `TrainConfig`'s defaults (a field whose
+  default is None takes a float when overridden)."""
+  return ml_collections.ConfigDict({
+      k: ml_collections.config_dict.placeholder(float) if v is None else v
+      for k, v in dataclasses.asdict(TrainConfig()).items()})
 
 
 def train_config(cfg: ml_collections.ConfigDict) -> TrainConfig:

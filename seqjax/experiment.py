@@ -26,6 +26,7 @@ from seqjax import parallel
 from seqjax import run_files
 from seqjax import tasks
 from seqjax.errors import ConfigError
+from seqjax.tasks import base
 
 TRAIN, VALID, TEST, INIT, DROPOUT = range(5)
 SPLITS = {"eval": VALID, "test": TEST}
@@ -70,6 +71,12 @@ def build(config: ml_collections.ConfigDict) -> Experiment:
   if train_cfg.warmup_steps >= train_cfg.steps and train_cfg.warmup_steps > 0:
     raise ConfigError(f"train.warmup_steps={train_cfg.warmup_steps} must be "
                       f"smaller than train.steps={train_cfg.steps}.")
+  if (train_cfg.stop_when_solved
+      and base.solved_level(task, train_cfg.solved_level) is None):
+    raise ConfigError(
+        f"train.stop_when_solved=True needs a level: task {config.task.name!r} "
+        f"has no solved_level for its metric {task.metric!r}; set "
+        "train.solved_level, or train.stop_when_solved=False.")
   tx, schedule = make_optimizer(train_cfg)
   mesh_cfg = parallel.mesh_config(config.get("mesh"))
   mesh = parallel.make_mesh(mesh_cfg, train_cfg.batch_size)

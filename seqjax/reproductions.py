@@ -196,8 +196,8 @@ def trial_states(claim_dir: str, trials: list[dict], data: dict) -> list[str]:
 
 
 def solved_level(task_name: str) -> float:
-  """The level that counts as solving the task (its `solved` attribute)."""
-  return tasks.TASKS[task_name].solved
+  """The level that counts as solving the task (its `solved_level`)."""
+  return tasks.TASKS[task_name].solved_level
 
 
 def points(claim_dir: str) -> list[dict]:
@@ -243,7 +243,7 @@ def count_errors(run_dir: str, min_reads: int, batch_size: int = 256) -> dict:
   @jax.jit
   def wrong_and_reads(params, batch):
     variables = {"params": precision.cast_params(params, dtype)}
-    logits = exp.model.apply(variables, *train.model_inputs(batch))
+    logits = exp.model.apply(variables, *experiment.model_inputs(batch))
     reads = exp.task.read_positions(batch["inputs"]) > 0
     wrong = (jnp.argmax(logits, -1) != batch["targets"]) & reads
     return wrong.sum(), reads.sum()

@@ -10,6 +10,8 @@ import jax
 import numpy as onp
 import pytest
 
+from seqjax import experiment
+from seqjax import stepping
 from seqjax import tasks
 from seqjax import train
 from seqjax.errors import ConfigError
@@ -137,7 +139,7 @@ def test_pathfinder_splits_are_disjoint_and_streams_draw_from_them():
   split_rows = {s: rows_of(exp.task.data(s)["inputs"])
                 for s in ("train", "eval", "test")}
   assert [len(v) for v in split_rows.values()] == [60, 20, 20]  # no duplicates
-  for stream, split in train.DATA_SPLITS.items():
+  for stream, split in experiment.DATA_SPLITS.items():
     drawn = rows_of(train.make_batch_fn(exp, stream)(0)["inputs"])
     assert drawn <= split_rows[split]
     others = set().union(*(v for s, v in split_rows.items() if s != split))
@@ -462,7 +464,7 @@ def test_two_tower_trains_one_step(tmp_path):
   config = aan_window_config(tmp_path, batch_size=4, steps=2, warmup_steps=1)
   exp = train.build(config)
   state = train.init_state(exp)
-  state, metrics = train.make_train_step(exp)(
+  state, metrics = stepping.make_train_step(exp)(
       state, train.make_batch_fn(exp, train.TRAIN)(0))
   assert onp.isfinite(float(metrics["loss"])) and int(state.step) == 1
 
