@@ -472,6 +472,7 @@ def test_two_tower_trains_one_step(tmp_path):
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+@pytest.mark.slow
 def test_lra_sweep_runs_generated_tasks_and_file_tasks_given_their_folders(tmp_path):
   from seqjax import sweep  # pylint: disable=import-outside-toplevel
   lra = helpers.load_experiment("lra")
@@ -506,6 +507,7 @@ def test_lra_sweep_runs_generated_tasks_and_file_tasks_given_their_folders(tmp_p
      dict(num_train=32, num_valid=8, num_test=8)),
     ("text", "quick,model=window", dict(length=16)),
 ])
+@pytest.mark.slow
 def test_quick_configs_run_end_to_end(tmp_path, experiment, arg, shrink):
   config = helpers.load_experiment(experiment).get_config(arg)
   config.task.update(shrink)
@@ -518,6 +520,7 @@ def test_quick_configs_run_end_to_end(tmp_path, experiment, arg, shrink):
   assert task.metric in summary["test"] and summary["chance"] == task.chance
 
 
+@pytest.mark.slow
 def test_task_time_benchmark_covers_the_lra_tasks(tmp_path):
   import subprocess  # pylint: disable=import-outside-toplevel
   import sys  # pylint: disable=import-outside-toplevel
