@@ -425,6 +425,7 @@ def test_aan_missing_and_malformed_files(tmp_path):
     make("aan", data_dir=root)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model_name", ["lstm", "transformer"])
 def test_two_tower_encodes_each_document_separately(tmp_path, model_name):
   from seqjax import models  # pylint: disable=import-outside-toplevel
@@ -458,6 +459,7 @@ def aan_window_config(tmp_path, **train_values):
       models.model_config("window", width=8, num_layers=1), **train_values)
 
 
+@pytest.mark.slow
 def test_two_tower_trains_one_step(tmp_path):
   config = aan_window_config(tmp_path, batch_size=4, steps=2, warmup_steps=1)
   exp = train.build(config)
