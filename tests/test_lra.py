@@ -427,6 +427,7 @@ def test_aan_missing_and_malformed_files(tmp_path):
     make("aan", data_dir=root)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model_name", ["lstm", "transformer"])
 def test_two_tower_encodes_each_document_separately(tmp_path, model_name):
   from seqjax import models  # pylint: disable=import-outside-toplevel
@@ -460,6 +461,7 @@ def aan_window_config(tmp_path, **train_values):
       models.model_config("window", width=8, num_layers=1), **train_values)
 
 
+@pytest.mark.slow
 def test_two_tower_trains_one_step(tmp_path):
   config = aan_window_config(tmp_path, batch_size=4, steps=2, warmup_steps=1)
   exp = train.build(config)
@@ -474,6 +476,7 @@ def test_two_tower_trains_one_step(tmp_path):
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+@pytest.mark.slow
 def test_lra_sweep_runs_generated_tasks_and_file_tasks_given_their_folders(tmp_path):
   from seqjax import sweep  # pylint: disable=import-outside-toplevel
   lra = helpers.load_experiment("lra")
@@ -508,6 +511,7 @@ def test_lra_sweep_runs_generated_tasks_and_file_tasks_given_their_folders(tmp_p
      dict(num_train=32, num_valid=8, num_test=8)),
     ("text", "quick,model=window", dict(length=16)),
 ])
+@pytest.mark.slow
 def test_quick_configs_run_end_to_end(tmp_path, experiment, arg, shrink):
   config = helpers.load_experiment(experiment).get_config(arg)
   config.task.update(shrink)
@@ -520,6 +524,7 @@ def test_quick_configs_run_end_to_end(tmp_path, experiment, arg, shrink):
   assert task.metric in summary["test"] and summary["chance"] == task.chance
 
 
+@pytest.mark.slow
 def test_task_time_benchmark_covers_the_lra_tasks(tmp_path):
   import subprocess  # pylint: disable=import-outside-toplevel
   import sys  # pylint: disable=import-outside-toplevel

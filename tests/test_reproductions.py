@@ -78,6 +78,7 @@ def flip_flop_run(tmp_path_factory):
   return workdir
 
 
+@pytest.mark.slow
 def test_flip_flop_errors_are_exact_counts_on_the_test_stream(flip_flop_run):
   counts = reproductions.count_errors(flip_flop_run, min_reads=300, batch_size=16)
   restored = experiment.load(flip_flop_run)

@@ -10,6 +10,8 @@ from seqjax import stepping
 from seqjax import tasks
 from seqjax.tasks import base
 
+pytestmark = pytest.mark.slow  # compiles the full and scored-position gradients per task
+
 TASKS = {
     "associative_recall": dict(length=24, num_pairs=3, vocab=32),
     "induction_heads": dict(length=12, vocab=8),

@@ -431,6 +431,7 @@ def test_overrides_are_read_from_argv_with_the_parsed_values():
                                                        "train.lr": 0.5}
 
 
+@pytest.mark.slow
 def test_launch_sweep_applies_command_line_overrides(tmp_path):
   import subprocess, sys  # pylint: disable=import-outside-toplevel,multiple-imports
   workdir = str(tmp_path / "sweep")

@@ -19,6 +19,7 @@ from seqjax import train
 import helpers  # pylint: disable=g-bad-import-order
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
+pytestmark = pytest.mark.slow  # a compiled run of every task's experiment
 
 # Task overrides that keep the quick configs' shapes but shrink what only costs
 # time here (ListOps generation, extrapolation lengths).
