@@ -50,6 +50,7 @@ from benchmarks import machine
 from benchmarks import step_time
 from seqjax import configs
 from seqjax import models
+from seqjax import stepping
 from seqjax import train
 from seqjax.errors import ConfigError
 from seqjax.interfaces import IOSpec
@@ -245,7 +246,7 @@ def _tokens_per_s(name, extra, length, s) -> dict:
 def section_longest(sizes, budget, out_dir) -> dict:
   del out_dir
   s = sizes["longest"]
-  have = train.device_memory_bytes()
+  have = stepping.device_memory_bytes()
   rows = []
   for impl in attention.IMPLEMENTATIONS:
     longest, length, reason, status = None, s["start"], "", "ok"
@@ -295,7 +296,7 @@ def device_info() -> dict:
   info = dict(device_kind=d.device_kind, platform=d.platform,
               local_devices=jax.local_device_count(), jax=jax.__version__,
               jaxlib=jaxlib.__version__, driver=None,
-              memory_gib=train.device_memory_bytes() / 2**30)
+              memory_gib=stepping.device_memory_bytes() / 2**30)
   for plugin in ("jax-cuda12-plugin", "jax-cuda12-pjrt", "libtpu"):
     try:
       info[plugin] = importlib.metadata.version(plugin)

@@ -24,6 +24,7 @@ import jax
 
 from benchmarks import machine
 from benchmarks import step_time
+from seqjax import stepping
 from seqjax import train
 
 _LENGTHS = flags.DEFINE_list("lengths", "512,1024,2048,4096,8192,16384",
@@ -48,7 +49,7 @@ def measure(impl: str, length: int, width: int, layers: int, vocab: int,
   abstract = (train.abstract_state(exp), jax.eval_shape(
       train.make_batch_fn(exp, train.TRAIN), 0))
   t0 = time.perf_counter()
-  compiled = train.make_train_step(exp).lower(*abstract).compile()
+  compiled = stepping.make_train_step(exp).lower(*abstract).compile()
   mem = compiled.memory_analysis()
   need = (mem.temp_size_in_bytes + mem.argument_size_in_bytes
           + mem.output_size_in_bytes)

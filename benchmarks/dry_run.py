@@ -31,6 +31,7 @@ import jax
 from benchmarks import group_step
 from benchmarks import machine
 from seqjax import experiment
+from seqjax import stepping
 from seqjax import sweep
 from seqjax import train
 from seqjax.errors import ConfigError
@@ -119,7 +120,7 @@ def summary(rows: list[dict]) -> dict:
       not_fitting=[(r["sweep"], r["group"]) for r in rows
                    if r["compiles"] and not r["fits"]],
       device=jax.devices()[0].device_kind,
-      device_memory_gib=round(train.device_memory_bytes() / 2**30, 1))
+      device_memory_gib=round(stepping.device_memory_bytes() / 2**30, 1))
 
 
 def main(argv):

@@ -4,9 +4,9 @@
       [--group=4] [--batch=32] [--length=256] [--width=256] [--layers=1] \
       [--vocab=16] [--steps=20] [--model_args=key=value,...]
 
-A trial group (`train.make_group_step`) vmaps the one-run step over a leading
+A trial group (`stepping.make_group_step`, the step every run trains with) vmaps the one-run step over a leading
 run axis of N runs; on one device it pays only if one group step costs less
-than N solo steps (`train.make_train_step`). Both steps are seqjax's own, on
+than N solo steps (`stepping.make_train_step`). Both steps are seqjax's own, on
 random tokens (benchmarks/step_time.py's task), compiled first and then timed
 one each in turn (interleaved: a change in the load of a shared machine hits
 both alike). Prints one JSON line per model: the median and minimum step times
@@ -24,6 +24,7 @@ import jax.numpy as jnp
 
 from benchmarks import machine
 from benchmarks import step_time
+from seqjax import stepping
 from seqjax import train
 
 _MODELS = flags.DEFINE_list("models", ["rnn", "lstm", "gru", "lru", "transformer"],
@@ -44,11 +45,11 @@ def group_args(exp: train.Experiment, n: int) -> tuple:
   init = jax.jit(train.init_fn(exp))
   state = jax.tree_util.tree_map(
       lambda *xs: jnp.stack(xs),
-      *[init(key) for key in train.stream_keys(seeds, train.INIT)])
-  batch = train.make_batch_fn(exp, train.TRAIN, seeds=seeds)(0)
+      *[init(key) for key in stepping.stream_keys(seeds, train.INIT)])
+  batch = stepping.make_group_batch_fn(exp, seeds, train.TRAIN)(0)
   hp = {k: jnp.full((n,), v, jnp.float32)
         for k, v in train.hyperparameters(exp.train).items()}
-  keys = train.stream_keys(seeds, train.DROPOUT)
+  keys = stepping.stream_keys(seeds, train.DROPOUT)
   return state, jnp.ones(n, bool), batch, hp, keys, jnp.ones(n, bool)
 
 
@@ -57,7 +58,7 @@ def group_step(exp: train.Experiment, n: int):
   callable that blocks."""
   state, alive, batch, hp, keys, started = group_args(exp, n)
   t0 = time.perf_counter()
-  compiled = train.make_group_step(exp).lower(
+  compiled = stepping.make_group_step(exp).lower(
       state, alive, batch, hp, keys, started).compile()
   info = dict(compile_s=time.perf_counter() - t0)
   box = [state, alive]

@@ -23,6 +23,7 @@ from benchmarks import machine
 from seqjax import configs
 from seqjax import models
 from seqjax import parallel
+from seqjax import stepping
 from seqjax import tasks
 from seqjax import train
 
@@ -46,7 +47,7 @@ def main(argv):
   config.train.batch_size = _BATCH.value
   config.mesh = parallel.mesh_defaults()
   exp = train.build(config)
-  step = train.make_train_step(exp)
+  step = stepping.make_train_step(exp)
   batch_fn = train.make_batch_fn(exp, train.TRAIN)
   batches = {"scored": [batch_fn(i) for i in range(_STEPS.value + 1)]}
   batches["full"] = [{k: v for k, v in b.items() if k != "positions"}

@@ -28,7 +28,9 @@ except ImportError:  # run as a file: python benchmarks/step_time.py
 from seqjax import configs
 from seqjax import models
 from seqjax import parallel
+from seqjax import stepping
 from seqjax import train
+from seqjax.experiment import make_optimizer
 from seqjax.tasks import base
 
 _MODEL = flags.DEFINE_string("model", "lstm", "Model name.")
@@ -85,7 +87,7 @@ def experiment(model_cfg, length: int, vocab: int, batch: int,
   task = RandomTokens(length, vocab)
   train_cfg = configs.train_config(configs.train_defaults())
   train_cfg = dataclasses.replace(train_cfg, batch_size=batch, **train_fields)
-  tx, schedule = train.make_optimizer(train_cfg)
+  tx, schedule = make_optimizer(train_cfg)
   mesh_cfg = parallel.MeshConfig()
   return train.Experiment(None, task, models.build(model_cfg, task.io), train_cfg,
                           tx, schedule, mesh_cfg, parallel.make_mesh(mesh_cfg, batch))
@@ -94,7 +96,7 @@ def experiment(model_cfg, length: int, vocab: int, batch: int,
 def time_steps(exp: train.Experiment, steps: int) -> dict:
   """Compiles and times `steps` training steps; returns the measurements."""
   state = train.init_state(exp)
-  train_step = train.make_train_step(exp)
+  train_step = stepping.make_train_step(exp)
   batch_fn = train.make_batch_fn(exp, train.TRAIN)
   batches = [batch_fn(i) for i in range(steps + 2)]
   jax.block_until_ready(batches)
@@ -127,7 +129,7 @@ def jax_step(exp: train.Experiment):
   state = train.init_state(exp)
   batch = train.make_batch_fn(exp, train.TRAIN)(0)
   t0 = time.perf_counter()
-  compiled = train.make_train_step(exp).lower(state, batch).compile()
+  compiled = stepping.make_train_step(exp).lower(state, batch).compile()
   info = dict(compile_s=time.perf_counter() - t0,
               num_params=train.num_params(state.params),
               step_temp_mb=train.compiled_temp_mb(compiled))

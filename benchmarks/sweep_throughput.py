@@ -26,7 +26,7 @@ from absl import app
 from absl import flags
 
 from benchmarks import machine
-from seqjax import sweep
+from seqjax import report
 from seqjax import run_files
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -54,6 +54,8 @@ def get_config(arg=None):
   config.train.warmup_steps = min(config.train.warmup_steps, {_STEPS.value} // 10)
   return config
 
+SWEEP_AXIS = "arg.length"
+
 def get_sweep(arg=None):
   return sweep.product(sweep.values("arg.model", {_MODELS.value!r}),
                        sweep.values("arg.length", [{_LENGTH.value}]),
@@ -72,7 +74,7 @@ def run(path: str, workdir: str, *extra: str) -> dict:
   if done.returncode:
     raise RuntimeError(f"the sweep failed:\n{done.stdout[-3000:]}{done.stderr[-3000:]}")
   wall = time.time() - t0
-  results = sweep.read_results(workdir)
+  results = report.results(workdir)
   summaries = [run_files.read_json(os.path.join(workdir, r["trial"],
                                                   "summary.json")) for r in results]
   steps = sum(s["step"] for s in summaries)

@@ -31,6 +31,7 @@ import numpy as onp
 
 from benchmarks import machine
 from benchmarks import step_time
+from seqjax import stepping
 from seqjax import train
 from seqjax.errors import ConfigError
 from seqjax.tasks import pathfinder
@@ -139,7 +140,7 @@ def time_generator(exp: train.Experiment, steps: int) -> float:
 def time_train_step(exp: train.Experiment, steps: int) -> float:
   """Median milliseconds of one training step on pre-generated batches."""
   state = train.init_state(exp)
-  train_step = train.make_train_step(exp)
+  train_step = stepping.make_train_step(exp)
   batch_fn = train.make_batch_fn(exp, train.TRAIN)
   batches = jax.block_until_ready([batch_fn(i) for i in range(steps + 1)])
   state, _ = train_step(state, batches[0])  # compile and warm up

@@ -59,6 +59,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       train=train, quick_train=experiment_config.QUICK_TRAIN)
 
 
+# No SWEEP_AXIS: one training length; the report's second table gives the
+# longer test lengths (the task's extra test sets).
 def get_sweep(arg: str | None = None) -> list[dict]:
   configs.parse_arg(arg, model=str, length=int, quick=False, cpu=False)
   architectures = sweep.chain(

@@ -90,6 +90,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
                        checkpoint_every=QUICK_STEPS // 2, eval_batches=8))
 
 
+SWEEP_AXIS = "arg.length"  # the report plots each task's metric against it
+
+
 def get_sweep(arg: str | None = None) -> list[dict]:
   args = configs.parse_arg(arg, task=str, model=str, length=int, quick=False,
                            selective=False)

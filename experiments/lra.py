@@ -107,6 +107,7 @@ def available_tasks(args) -> list[str]:
   return names + [t for t in FILE_TASKS if t not in missing]
 
 
+# No SWEEP_AXIS: tasks x models, reported as tables.
 def get_sweep(arg: str | None = None) -> list[dict]:
   args = configs.parse_arg(arg, task=str, model=str, imdb_dir="", aan_dir="",
                            cifar10_dir="", quick=False)

@@ -13,7 +13,10 @@ arrays) is compared with the state the current code builds:
   would set every checkpoint aside and silently restart from step 0.
 """
 
+import asyncio
+import contextlib
 import os
+import re
 import shutil
 from typing import Any
 
@@ -24,6 +27,7 @@ import orbax.checkpoint as ocp
 from orbax.checkpoint.checkpoint_managers import preservation_policy as pp
 
 from seqjax import metric_log
+from seqjax import scores
 from seqjax.errors import ConfigError
 
 ITEM = "default"  # the item directory of a single-item checkpoint manager
@@ -58,7 +62,7 @@ def restore_latest(mngr: ocp.CheckpointManager, abstract_state: Any):
     try:
       return restore(mngr, step, abstract_state), step
     except Unreadable as e:
-      _set_aside(mngr, step, e.__cause__ or e)
+      _set_aside(mngr, step, e)
   return None, 0
 
 
@@ -71,11 +75,46 @@ def restore(mngr: ocp.CheckpointManager, step: int, abstract_state: Any):
   path = os.path.join(str(mngr.directory), str(step))
   check_matches(path, stored_leaves(path), leaves(abstract_state))
   try:
-    return mngr.restore(step, args=ocp.args.StandardRestore(abstract_state))
+    with _reads_finished():
+      return mngr.restore(step, args=ocp.args.StandardRestore(abstract_state))
   except Exception as e:  # pylint: disable=broad-except
     # The tree matches, so what fails is reading the arrays: TensorStore raises
     # a bare Exception for a chunk cut short, ValueError for a missing one.
     raise Unreadable(f"{path}: {type(e).__name__}") from e
+
+
+class _FinishingLoop(asyncio.SelectorEventLoop):
+  """An event loop that, when closed, first runs its unfinished tasks to the end.
+
+  Orbax reads the arrays of a checkpoint as tasks gathered on a fresh event
+  loop (`orbax.checkpoint._src.asyncio_utils.run_sync`) and closes that loop as
+  soon as the first read fails, with the other reads still pending: they then
+  fail at exit, each printing a traceback with its whole TensorStore spec
+  ("Exception ignored in: <coroutine object _read_array_index_and_device_put>",
+  "RuntimeError: Event loop is closed"). Here each of them ends, its error
+  collected, before the loop closes.
+  """
+
+  def close(self):
+    pending = [t for t in asyncio.all_tasks(self) if not t.done()]
+    if pending and not self.is_running() and not self.is_closed():
+      self.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+    super().close()
+
+
+class _FinishingPolicy(asyncio.DefaultEventLoopPolicy):
+  _loop_factory = _FinishingLoop
+
+
+@contextlib.contextmanager
+def _reads_finished():
+  """Event loops created inside are `_FinishingLoop`s."""
+  previous = asyncio.get_event_loop_policy()
+  asyncio.set_event_loop_policy(_FinishingPolicy())
+  try:
+    yield
+  finally:
+    asyncio.set_event_loop_policy(previous)
 
 
 def leaves(tree) -> dict[str, tuple]:
@@ -124,9 +163,8 @@ def _set_aside(mngr, step: int, error: Exception) -> None:
   src = os.path.join(str(mngr.directory), str(step))
   dst = os.path.join(os.path.dirname(str(mngr.directory)), "corrupt_checkpoints",
                      str(step))
-  logging.warning("Checkpoint %s does not restore (%s: %s); moved it to %s and "
-                  "trying the previous one.", src, type(error).__name__,
-                  first_line(error), dst)
+  logging.warning("Checkpoint %s does not restore (%s); moved it to %s and "
+                  "trying the previous one.", src, reason(error, src), dst)
   os.makedirs(os.path.dirname(dst), exist_ok=True)
   shutil.move(src, dst + ("" if not os.path.exists(dst) else f".{os.getpid()}"))
   mngr.reload()
@@ -136,17 +174,31 @@ def first_line(error: Exception) -> str:
   return str(error).splitlines()[0] if str(error) else ""
 
 
+def reason(error: BaseException, directory: str = "") -> str:
+  """Why checkpoint `directory` does not read, in one line: the innermost error
+  of the chain (TensorStore's names the array and the file, here relative to
+  `directory`), without the TensorStore spec that Orbax's own message carries."""
+  while error.__cause__ is not None:
+    error = error.__cause__
+  text = first_line(error).split(" See full TensorStore details")[0]
+  match = re.search(r'Error reading "([^"/]+)[^"]*" in OCDBT database at local '
+                    r'file "([^"]+)"(?::\s*(.*))?', text)
+  if not match:
+    return f"{type(error).__name__}: {text}"
+  array, where, why = match.groups()
+  if directory:
+    where = os.path.relpath(where, directory) + "/"
+  return f"its array {array} in {where} does not read ({why or text})"
+
+
 def best_step(workdir: str, steps, task) -> int | None:
   """Of the checkpointed `steps`, the best by the task's headline metric on the
-  validation stream (DIR/metrics.jsonl; ties go to the later step, as the
-  manager's BestN policy keeps), or None if none was evaluated."""
+  validation stream (DIR/metrics.jsonl; `scores.best`: ties go to the later
+  step, as the manager's BestN policy keeps), or None if none was evaluated."""
   evals = [r for r in metric_log.read(os.path.join(workdir, "metrics.jsonl"))
-           if r["split"] == "eval" and r["step"] in steps
-           and isinstance(r.get(task.metric), (int, float))]
-  if not evals:
-    return None
-  pick = max if task.mode == "max" else min
-  return pick(reversed(evals), key=lambda r: r[task.metric])["step"]
+           if r["split"] == "eval" and r["step"] in steps]
+  best = scores.best(evals, lambda r: r.get(task.metric), task.mode)
+  return None if best is None else best["step"]
 
 
 def load_params(workdir: str, step: int | None = None) -> Any:
@@ -157,7 +209,8 @@ def load_params(workdir: str, step: int | None = None) -> Any:
   steps = mngr.all_steps()
   if not steps:
     raise ConfigError(f"{workdir!r} holds no checkpoint.")
-  state = mngr.restore(max(steps) if step is None else step,
-                       args=ocp.args.StandardRestore())
+  with _reads_finished():
+    state = mngr.restore(max(steps) if step is None else step,
+                         args=ocp.args.StandardRestore())
   mngr.close()
   return state["params"]

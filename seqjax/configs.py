@@ -116,16 +116,34 @@ def load_config(path: str, arg: str | None) -> ml_collections.ConfigDict:
   return get_config(load_module(path), arg)
 
 
-def section_keys(config: ml_collections.ConfigDict, parent: str) -> str:
-  """The keys of section `parent` ("model", "" for the top) of `config`, joined;
-  "(see the config file)" when `parent` is not a section."""
+def check_command_line(argv: list[str], flag: str = "config") -> None:
+  """Loads the `--config` file of `argv` (`load_config`) and refuses a
+  `--config.KEY=VALUE` whose KEY the config lacks, naming the keys allowed
+  there: one ConfigError before the flag parser runs the file again."""
+  spec = config_flag(argv, flag)
+  if spec is None:
+    return
+  config = load_config(*spec)
+  for item in argv:
+    if item.startswith(f"--{flag}."):
+      key = item[len(flag) + 3:].split("=", 1)[0]
+      parent, _, leaf = key.rpartition(".")
+      node = _section(config, parent)
+      if node is None or leaf not in node:
+        raise ConfigError(
+            f"unknown config key {key!r} in --{flag}.{key}; keys allowed under "
+            f"config{'.' + parent if parent else ''}: "
+            f"{', '.join(sorted(node.keys())) if node is not None else '(see the config file)'}.")
+
+
+def _section(config: ml_collections.ConfigDict, path: str):
+  """The section `path` ("model", "" for the top) of `config`, or None."""
   node = config
-  try:
-    for part in filter(None, parent.split(".")):
-      node = node[part]
-    return ", ".join(sorted(node.keys()))
-  except (KeyError, AttributeError):  # `parent` is not a section of the config
-    return "(see the config file)"
+  for part in filter(None, path.split(".")):
+    if not isinstance(node, ml_collections.ConfigDict) or part not in node:
+      return None
+    node = node[part]
+  return node if isinstance(node, ml_collections.ConfigDict) else None
 
 
 def overrides_from_argv(argv: list[str], config: ml_collections.ConfigDict,
@@ -211,43 +229,27 @@ def check_choice(where: str, key: str, value: Any, allowed: tuple) -> None:
         f"{', '.join(map(str, allowed))}.")
 
 
-def train_defaults() -> ml_collections.ConfigDict:
-  """The `config.train` section; experiments override what they need."""
-  return ml_collections.ConfigDict(dict(
-      seed=0,
-      steps=1000,
-      batch_size=32,
-      learning_rate=1e-3,     # peak learning rate of AdamW
-      schedule="cosine",      # cosine | constant, both after linear warmup
-      warmup_steps=100,
-      grad_clip=1.0,          # global-norm clipping; 0 disables it
-      weight_decay=0.0,       # AdamW decoupled weight decay
-      log_every=50,
-      eval_every=200,
-      eval_batches=4,         # held-out batches per evaluation
-      checkpoint_every=200,
-      keep_checkpoints=2,     # the last K, plus the best by the headline metric
-      compute_dtype="float32",  # float32 | bfloat16 (float32 parameters either way)
-  ))
-
-
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-  """Typed `config.train`; see `train_defaults` for the meaning of each field."""
-  seed: int
-  steps: int
-  batch_size: int
-  learning_rate: float
-  schedule: str
-  warmup_steps: int
-  grad_clip: float
-  weight_decay: float
-  log_every: int
-  eval_every: int
-  eval_batches: int
-  checkpoint_every: int
-  keep_checkpoints: int
-  compute_dtype: str = "float32"
+  """`config.train`, typed; the one definition of its fields and defaults
+  (`train_defaults` is built from it). Experiments override what they need."""
+  seed: int = 0
+  steps: int = 1000
+  batch_size: int = 32
+  learning_rate: float = 1e-3   # peak learning rate of AdamW
+  schedule: str = "cosine"      # cosine | constant, both after linear warmup
+  warmup_steps: int = 100
+  grad_clip: float = 1.0        # global-norm clipping; 0 disables it
+  weight_decay: float = 0.0     # AdamW decoupled weight decay
+  log_every: int = 50
+  eval_every: int = 200
+  eval_batches: int = 4         # held-out batches per evaluation
+  checkpoint_every: int = 200
+  keep_checkpoints: int = 2     # the last K, plus the best by the headline metric
+  compute_dtype: str = "float32"  # float32 | bfloat16 (float32 parameters either way)
+  stop_when_solved: bool = False  # a run whose validation metric reaches the level stops
+  solved_level: float | None = None  # that level; None: the task's `solved_level`
+  profile_steps: int = 0        # > 0: a jax.profiler trace of that many steps, DIR/profile/
 
   def __post_init__(self):
     check_positive("train", steps=self.steps, batch_size=self.batch_size,
@@ -258,10 +260,18 @@ class TrainConfig:
     check_choice("train", "schedule", self.schedule, SCHEDULES)
     check_choice("train", "compute_dtype", self.compute_dtype,
                  ("float32", "bfloat16"))
-    for key in ("warmup_steps", "grad_clip", "weight_decay"):
+    for key in ("warmup_steps", "grad_clip", "weight_decay", "profile_steps"):
       if getattr(self, key) < 0:
         raise ConfigError(
             f"train.{key} must be >= 0, got {getattr(self, key)!r}.")
+
+
+def train_defaults() -> ml_collections.ConfigDict:
+  """The `config.train` section with `TrainConfig`'s defaults (a field whose
+  default is None takes a float when overridden)."""
+  return ml_collections.ConfigDict({
+      k: ml_collections.config_dict.placeholder(float) if v is None else v
+      for k, v in dataclasses.asdict(TrainConfig()).items()})
 
 
 def train_config(cfg: ml_collections.ConfigDict) -> TrainConfig:

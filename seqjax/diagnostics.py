@@ -56,8 +56,12 @@ def input_gradients(model, params, batch, loss: str = "xent"):
     values_BxL = per_position(outputs, targets)
     return jnp.sum(jnp.take_along_axis(values_BxL, last_B[:, None], axis=1))
 
-  grads = jax.grad(loss_at_last)(zeros)["embedded"]
-  return jnp.linalg.norm(grads.astype(jnp.float32), axis=-1), last_B
+  grads = jax.grad(loss_at_last)(zeros)["embedded"].astype(jnp.float32)
+  # Scaled by the largest entry first: an exploding gradient's entries (1e22)
+  # are finite in float32 where the sum of their squares is not.
+  scale = jnp.max(jnp.abs(grads), axis=-1, keepdims=True)
+  unit = grads / jnp.where(scale > 0, scale, 1.0)
+  return scale[..., 0] * jnp.linalg.norm(unit, axis=-1), last_B
 
 
 def grad_through_time(model, params, batch, loss: str = "xent") -> dict:

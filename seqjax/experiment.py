@@ -26,6 +26,7 @@ from seqjax import parallel
 from seqjax import run_files
 from seqjax import tasks
 from seqjax.errors import ConfigError
+from seqjax.tasks import base
 
 TRAIN, VALID, TEST, INIT, DROPOUT = range(5)
 SPLITS = {"eval": VALID, "test": TEST}
@@ -70,6 +71,12 @@ def build(config: ml_collections.ConfigDict) -> Experiment:
   if train_cfg.warmup_steps >= train_cfg.steps and train_cfg.warmup_steps > 0:
     raise ConfigError(f"train.warmup_steps={train_cfg.warmup_steps} must be "
                       f"smaller than train.steps={train_cfg.steps}.")
+  if (train_cfg.stop_when_solved
+      and base.solved_level(task, train_cfg.solved_level) is None):
+    raise ConfigError(
+        f"train.stop_when_solved=True needs a level: task {config.task.name!r} "
+        f"has no solved_level for its metric {task.metric!r}; set "
+        "train.solved_level, or train.stop_when_solved=False.")
   tx, schedule = make_optimizer(train_cfg)
   mesh_cfg = parallel.mesh_config(config.get("mesh"))
   mesh = parallel.make_mesh(mesh_cfg, train_cfg.batch_size)
@@ -194,11 +201,14 @@ def load(workdir: str, step: int | None = None) -> Restored:
   try:
     state = checkpoints.restore(mngr, step, abstract_state(exp))
   except checkpoints.Unreadable as e:
-    cause = e.__cause__ or e
+    others = sorted(set(steps) - {step})
+    path = os.path.join(str(mngr.directory), str(step))
     raise ConfigError(
-        f"Checkpoint {os.path.join(str(mngr.directory), str(step))} cannot be "
-        f"read ({type(cause).__name__}: {checkpoints.first_line(cause)}); "
-        f"choose another --step of {sorted(steps)}.") from None
+        f"Checkpoint {path} cannot be read: {checkpoints.reason(e, path)}. "
+        + (f"Use another ({', '.join(map(str, others))}: --step) or move this one"
+           if others else "Move it")
+        + " out of checkpoints/ (resumed training sets it aside itself)."
+    ) from None
   finally:
     mngr.close()
   return Restored(config, exp.task, exp.model, state.params, int(step))

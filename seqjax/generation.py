@@ -15,6 +15,7 @@ Every check of the user's input (prompts, numbers, whether the task has a
 decoder) runs before anything is restored, compiled or written.
 """
 
+import math
 import os
 import re
 import time
@@ -39,13 +40,7 @@ def run(workdir: str, prompts: list[str] | None = None, num_samples: int = 10,
   """Samples from the run in `workdir`; returns the summary also written as JSON."""
   config = run_files.load_config(workdir)
   task = tasks.build(config.task)
-  if num_samples < 1:
-    raise ConfigError(f"--num_samples={num_samples} must be at least 1.")
-  if temperature < 0:
-    raise ConfigError(f"--temperature={temperature} must be >= 0 (0: greedy).")
-  if top_k < 0 or (top_k and temperature == 0):
-    raise ConfigError(f"--top_k={top_k} must be >= 0 (0: no limit) and needs "
-                      "--temperature > 0.")
+  check_options(num_samples, temperature, top_k, task.io.output_size)
   options = dict(temperature=temperature, top_k=top_k, seed=seed)
   if isinstance(task, t2i.TextToImage):
     captions = [t2i.encode_caption(p) for p in prompts or []]  # refuses unknown words
@@ -55,6 +50,22 @@ def run(workdir: str, prompts: list[str] | None = None, num_samples: int = 10,
     return draw_images(experiment.load(workdir, step), workdir, prompts or [],
                        captions, num_samples, **options)
   return draw_tokens(workdir, config, task, prompts, num_samples, step, **options)
+
+
+def check_options(num_samples: int, temperature: float, top_k: int,
+                  vocab: int) -> None:
+  """Refuses sampling options outside what `seqjax.sampling` draws from; `vocab`
+  is V, the model's vocabulary."""
+  if num_samples < 1:
+    raise ConfigError(f"--num_samples={num_samples} must be at least 1.")
+  if not math.isfinite(temperature) or temperature < 0:
+    raise ConfigError(f"--temperature={temperature} is not allowed: a finite "
+                      "number >= 0 (0: greedy).")
+  if not 0 <= top_k <= vocab:
+    raise ConfigError(f"--top_k={top_k} is not allowed: 0 (no limit) or 1.."
+                      f"{vocab}, the model's vocabulary.")
+  if top_k and temperature == 0:
+    raise ConfigError(f"--top_k={top_k} needs --temperature > 0 (0 is greedy).")
 
 
 def _sampler(restored, prompt_length: int, num_tokens: int, allowed_V=None,

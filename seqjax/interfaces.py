@@ -60,15 +60,17 @@ class Task(Protocol):
     io: what the model reads and writes.
     loss: "xent" (integer targets [B, L]) or "mse" (real targets [B, L, V]).
     metric: the name of the headline metric; `mode` "max" or "min" says which way
-      is better; `chance` is its chance level; `solved` the value that counts as
-      solving the task.
+      is better; `chance` is its chance level.
+    solved_level: the value of `metric` on the validation batches that counts as
+      solving the task (`train.stop_when_solved` stops a run there): 1.0 for an
+      accuracy (no error), None where the metric has no natural such value.
   """
   io: IOSpec
   loss: str
   metric: str
   mode: str
   chance: float
-  solved: float
+  solved_level: float | None
 
   def batch(self, key, batch_size: int) -> dict:
     """A pure function of the key, traceable under jit so it runs on the device.

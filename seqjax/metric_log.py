@@ -13,14 +13,17 @@ class MetricLog:
   """Appends metrics of a run that resumes at `start_step`.
 
   Lines of metrics.jsonl after `start_step` (written by a run killed after its
-  last checkpoint) are dropped, so a resumed run's file equals an uninterrupted one.
+  last checkpoint) are dropped, so a resumed run's file equals an uninterrupted
+  one; a run that starts afresh (step 0, whose evaluation it logs again) drops
+  every line.
   """
 
   def __init__(self, workdir: str, start_step: int, total_steps: int,
                progress: bool = True, write: bool = True):
     """`write=False` (processes other than 0) keeps records in memory only."""
     self.path = os.path.join(workdir, "metrics.jsonl")
-    self.records = [r for r in read(self.path) if r["step"] <= start_step]
+    self.records = [r for r in read(self.path)
+                    if start_step and r["step"] <= start_step]
     self._write = write
     self._bar = tqdm.tqdm(total=total_steps, initial=start_step,
                           disable=not progress, mininterval=1.0, dynamic_ncols=True)
@@ -32,7 +35,7 @@ class MetricLog:
     os.replace(tmp, self.path)
     self._file = open(self.path, "a")
     self._tb = tensorboardX.SummaryWriter(
-        os.path.join(workdir, "tb"), purge_step=start_step + 1)
+        os.path.join(workdir, "tb"), purge_step=start_step + 1 if start_step else 0)
 
   def write(self, step: int, split: str, metrics: dict) -> None:
     record = {"step": step, "split": split,

@@ -92,6 +92,19 @@ def replicated(mesh: Mesh) -> NamedSharding:
   return NamedSharding(mesh, P())
 
 
+def put(x, sharding: NamedSharding) -> jax.Array:
+  """The host array `x` (the same in every process) laid out as `sharding` over
+  the devices of all processes (each process places its own shards)."""
+  x = onp.asarray(x)
+  return jax.make_array_from_callback(x.shape, sharding, lambda index: x[index])
+
+
+def stacked(sharding: NamedSharding) -> NamedSharding:
+  """The layout of N arrays of layout `sharding` stacked on a new leading axis
+  (a trial group's run axis), which is never split."""
+  return NamedSharding(sharding.mesh, P(None, *sharding.spec))
+
+
 def array_sharding(mesh: Mesh, cfg: MeshConfig, shape: tuple) -> NamedSharding:
   """The layout of one parameter-like array, from its shape alone."""
   spec = [None] * len(shape)

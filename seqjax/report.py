@@ -1,30 +1,36 @@
-"""The report of a sweep: DIR/report.md, DIR/report.json and plots.
+"""The report of a sweep: DIR/results.jsonl, DIR/report.md, DIR/report.json, plots.
 
-For each task, the headline metric against dependency length with one line per
-architecture. At each point the learning rate is chosen on the validation
-stream (the `final` eval metrics of summary.json, averaged over seeds) and the
-number reported is the test stream's (`test`) for that learning rate: mean,
-min and max over seeds. Learning rates tied on validation are listed beside the
-one chosen (the first tried). The chance level and the task's informed baselines
-(`baselines` of the results) are drawn. Whether the metric is maximised is the
-`mode` each run recorded (for results written before runs recorded it, the
-task's own `mode`). Beside it, what training cost: step time (1 / steps per
-second) and the compiled step's temporary memory, per trial: a trial that
-trained in a group of N shares the group's step, so both are the group's
-divided by N (amortised); and peak memory. A task with extra test sets
-(`eval_sets`, logged as `test_<name>`: induction heads at longer lengths,
-flip-flop's sparse and dense sets) gets a second table and plot: the headline
-metric on each extra set, for the learning rate chosen on the validation stream.
+Built from the trial directories alone (DIR/<trial>/trial.json, written by the
+runner before training, and the run's config.json and summary.json): one line
+per trial in results.jsonl, and a trial whose group ended without a final
+summary is listed as failed with its group's log named.
 
-The dependency length of a trial is its first numeric override that is not a
-training setting (`task.delay`, `arg.length`, ...). A sweep without one (models x
-learning rates x seeds) gets its table without the plots; points whose length is
-not a number are left out of the plots, and report.md says so. Any other
-override that is not a training setting or the seed (a width, say) is part of
-the point too (`setting`): trials that differ in it are never averaged
-together, and the plots draw a line per model and setting. An override with the same value in
-every trial of a task (`arg.task` in a sweep over tasks) is left out of the
-labels.
+For each task, the headline metric against the sweep's axis (the override the
+experiment names as `SWEEP_AXIS` beside `get_sweep`, e.g. `arg.length`; never
+guessed) with one line per architecture. At each point the learning rate is
+chosen on the validation stream (the `final` eval metrics of summary.json,
+averaged over seeds) and the number reported is the test stream's (`test`) for
+that learning rate: mean, min and max over seeds. Values are ranked by
+`seqjax.scores` in the `mode` each run recorded: a diverged trial or a value
+that is not finite scores the worst; learning rates tied on validation are
+listed beside the one chosen (the smallest, the first a sweep tries). The chance
+level and the task's informed baselines (`baselines` of the summaries) are
+drawn. Beside it, what training cost: step time (1 / steps per second) and the
+compiled step's temporary memory, per trial: a trial that trained in a group of
+N shares the group's step, so both are the group's divided by N (amortised);
+and peak memory. A task with extra test sets (`eval_sets`, logged as
+`test_<name>`: induction heads at longer lengths, flip-flop's sparse and dense
+sets) gets a second table and plot: the headline metric on each extra set, for
+the learning rate chosen on the validation stream.
+
+A sweep whose experiment names no axis (models x learning rates x seeds) gets
+its table without the line plots, and report.md says so; points whose axis
+value is not a number are left out of the plots, and report.md says so too. Any
+other override that is not a training setting or the seed (a width, say) is
+part of the point (`setting`): trials that differ in it are never averaged
+together, and the plots draw a line per model and setting. An override with the
+same value in every trial of a task (`arg.task` in a sweep over tasks) is left
+out of the labels.
 """
 
 import collections
@@ -34,19 +40,48 @@ import re
 
 import numpy as onp
 
-from seqjax import sweep
 from seqjax import run_files
+from seqjax import scores
+from seqjax import strict_json
+from seqjax import sweep
+from seqjax.errors import ConfigError
 
-NOT_LENGTH = ("train.", "mesh.", "arg.seed", "arg.quick")
 NOT_SETTING = ("train.", "mesh.", "arg.seed", "arg.model")
+RESULT_KEYS = ("metric", "mode", "chance", "baselines", "final", "best", "test",
+               "num_params", "steps_per_s", "wall_time_s", "peak_memory_mb",
+               "step_temp_mb", "step", "group_size")
 
 
-def _length_key(overrides: dict) -> str | None:
-  for key, value in overrides.items():
-    if (isinstance(value, (int, float)) and not isinstance(value, bool)
-        and not key.startswith(NOT_LENGTH)):
-      return key
-  return None
+def results(workdir: str) -> list[dict]:
+  """One row per trial directory in DIR (one with a trial.json), by name: its
+  overrides, axis, task and model, status (`sweep.outcome`), the summary's
+  `RESULT_KEYS` and extra test sets; where it did not finish, why and the log
+  of its group (relative to DIR)."""
+  rows = []
+  for name in sorted(os.listdir(workdir)) if os.path.isdir(workdir) else []:
+    trial_dir = os.path.join(workdir, name)
+    trial = run_files.read_json(os.path.join(trial_dir, sweep.TRIAL_FILE))
+    if trial is None:
+      continue
+    config = run_files.read_json(os.path.join(trial_dir, "config.json")) or {}
+    status, summary = sweep.outcome(trial_dir)
+    row = dict(trial=name, overrides=trial["overrides"], axis=trial.get("axis"),
+               task=config.get("task", {}).get("name", "?"),
+               model=config.get("model", {}).get("name", "?"), status=status,
+               **{k: summary.get(k) for k in RESULT_KEYS})
+    extra = {k: v for k, v in summary.items() if k.startswith("test_")}
+    if extra:  # the task's extra test sets (`eval_sets`), e.g. test_len1024
+      row["extra_tests"] = extra
+    if status == "held":
+      row["error"] = f"held by {summary['holder']}"
+    elif status == "interrupted":
+      row.update(error=f"interrupted at step {summary.get('step')}; rerun the "
+                 "sweep to resume", log=trial.get("group_log"))
+    elif status == "failed":
+      row.update(error=summary.get("error") or "no final summary.json after its "
+                 "group ended", log=trial.get("group_log"))
+    rows.append(row)
+  return rows
 
 
 def _setting(overrides: dict, length_key: str | None) -> tuple:
@@ -64,59 +99,46 @@ def _label(model: str, setting: tuple) -> str:
   return f"{model} ({named})"
 
 
-def _mode(result: dict, task: str) -> str:
-  """The run's recorded mode, else (older results) the task's."""
-  from seqjax import tasks  # pylint: disable=import-outside-toplevel
-  return result.get("mode") or tasks.TASKS[task].mode
-
-
-def _arch(trial_dir: str) -> tuple[str, str]:
-  config = run_files.read_json(os.path.join(trial_dir, "config.json")) or {}
-  return (config.get("task", {}).get("name", "?"),
-          config.get("model", {}).get("name", "?"))
-
-
-def aggregate(workdir: str) -> dict:
-  """{task: {"metric", "mode", "chance", "baselines", "length_key",
-  "points": [...]}}."""
+def aggregate(workdir: str, rows: list[dict] | None = None) -> dict:
+  """{task: {"metric", "mode", "chance", "baselines", "length_key" (the axis),
+  "points": [...]}} of the finished trials of `rows` (default: `results`)."""
   by_task = collections.defaultdict(list)
-  for r in sweep.read_results(workdir):
+  for r in results(workdir) if rows is None else rows:
     if r["status"] in sweep.FINAL and r.get("test"):
-      by_task[_arch(os.path.join(workdir, r["trial"]))[0]].append(r)
+      by_task[r["task"]].append(r)
   groups = collections.defaultdict(lambda: collections.defaultdict(list))
   meta, constant = {}, {}
-  for task, results in by_task.items():
-    key = next(filter(None, (_length_key(r["overrides"]) for r in results)), None)
-    first = results[0]
-    meta[task] = dict(metric=first["metric"], mode=_mode(first, task),
+  for task, trials in by_task.items():
+    key = next((r["axis"] for r in trials if r.get("axis")), None)
+    first = trials[0]
+    meta[task] = dict(metric=first["metric"], mode=first["mode"],
                       chance=first["chance"],
                       baselines=first.get("baselines") or {}, length_key=key)
-    settings = [_setting(r["overrides"], key) for r in results]
+    settings = [_setting(r["overrides"], key) for r in trials]
     # An override with one value across the task's trials (the sweep's
     # `arg.task`, say) distinguishes nothing: left out of the labels.
     constant[task] = set.intersection(*(set(s) for s in settings))
-    for r, setting in zip(results, settings):
-      model = _arch(os.path.join(workdir, r["trial"]))[1]
-      groups[task][(model, r["overrides"].get(key), setting)].append(r)
+    for r, setting in zip(trials, settings):
+      groups[task][(r["model"], r["overrides"].get(key), setting)].append(r)
   report = {}
   for task, points in groups.items():
     metric, mode = meta[task]["metric"], meta[task]["mode"]
-    rows = []
+    table = []
     for (model, length, setting), trials in sorted(points.items(),
                                                    key=_point_order):
       by_lr = collections.defaultdict(list)
       for t in trials:
         lr = t["overrides"].get("train.learning_rate", "default")
         by_lr[lr].append(t)
-      valid = {lr: _mean(_score(t, "final", metric, mode) for t in ts)
-               for lr, ts in by_lr.items()}
-      pick = (max if mode == "max" else min)(valid, key=valid.get)
-      # Learning rates whose validation score equals the chosen one's: the
-      # choice among them is the first tried, and the report says so.
+      valid = {lr: _mean(_score(t, "final", metric, mode) for t in by_lr[lr])
+               for lr in sorted(by_lr, key=_value_order)}
+      # Ties go to the latest item, so ranking the rates from the largest down
+      # chooses the smallest of tied rates (the first a sweep tries), said so.
+      pick = scores.best(reversed(valid), valid.get, mode)
       tied = [lr for lr, v in valid.items() if v == valid[pick]]
       chosen = by_lr[pick]
       test = [_score(t, "test", metric, mode) for t in chosen]
-      rows.append(dict(
+      table.append(dict(
           model=model, length=length, setting=dict(setting),
           label=_label(model, tuple(kv for kv in setting
                                     if kv not in constant[task])),
@@ -133,7 +155,7 @@ def aggregate(workdir: str) -> dict:
           group_size=max(_group(t) for t in chosen),
           num_params=chosen[0].get("num_params"),
           extra_tests=_extra_tests(chosen, metric, mode)))
-    report[task] = dict(meta[task], points=rows)
+    report[task] = dict(meta[task], points=table)
   return report
 
 
@@ -145,12 +167,12 @@ def _extra_tests(trials: list, metric: str, mode: str) -> dict:
                  key=_natural)
   out = {}
   for name in names:
-    scores = []
+    values = []
     for t in trials:
       value = ((t.get("extra_tests") or {}).get(name) or {}).get(metric)
-      ok = t["status"] == "completed" and value is not None
-      scores.append(value if ok else _worst(mode))
-    out[name] = dict(mean=_mean(scores), min=min(scores), max=max(scores))
+      values.append(scores.score(value if t["status"] == "completed" else None,
+                                 mode))
+    out[name] = dict(mean=_mean(values), min=min(values), max=max(values))
   return out
 
 
@@ -163,12 +185,15 @@ def _group(trial: dict) -> int:
   """Trials that trained together in one program with this one (1: alone)."""
   return trial.get("group_size") or 1
 def _point_order(item) -> tuple:
-  """By model and setting, then numeric lengths in order, then other values by
-  their text."""
+  """By model and setting, then the axis's values (`_value_order`)."""
   (model, length, setting), _ = item
-  number = _is_number(length)
-  return (model, str(setting), not number, length if number else 0,
-          "" if number else str(length))
+  return (model, str(setting), *_value_order(length))
+
+
+def _value_order(value) -> tuple:
+  """Numbers in order, then other values by their text."""
+  number = _is_number(value)
+  return (not number, value if number else 0, "" if number else str(value))
 
 
 def _is_number(value) -> bool:
@@ -182,21 +207,25 @@ def _mean(xs) -> float:
 
 
 def _score(trial: dict, split: str, metric: str, mode: str) -> float:
-  """The trial's `metric` on `split`; the worst score for a diverged trial or a
-  metric that was not finite (null in results.jsonl)."""
-  value = trial[split][metric] if trial["status"] == "completed" else None
-  return _worst(mode) if value is None else value
-
-
-def _worst(mode: str) -> float:
-  """The score of a diverged trial: accuracy 0, or an infinite loss."""
-  return 0.0 if mode == "max" else math.inf
+  """The trial's `metric` on `split` (`scores.score`: the worst for a diverged
+  trial, or a value missing or not finite)."""
+  completed = trial["status"] == "completed"
+  return scores.score((trial[split] or {}).get(metric) if completed else None,
+                      mode)
 
 
 def write(workdir: str) -> dict:
   """Writes DIR/report.json, DIR/report.md and the plots; returns the report."""
   from seqjax import plots  # pylint: disable=import-outside-toplevel
-  report = aggregate(workdir)
+  rows = results(workdir)
+  if not rows:
+    raise ConfigError(
+        f"--workdir={workdir!r} holds no sweep (no trial directory with "
+        f"{sweep.TRIAL_FILE}); --mode=report reads the workdir of a --mode=sweep, "
+        "--mode=diagnose a single run's.")
+  run_files.write_text(os.path.join(workdir, "results.jsonl"),
+                       "".join(strict_json.dumps(r) + "\n" for r in rows))
+  report = aggregate(workdir, rows)
   run_files.write_json(os.path.join(workdir, "report.json"), report)
   lines = [f"# Sweep report: {os.path.basename(os.path.abspath(workdir))}", "",
            "Learning rate chosen per point on the validation stream; the test "
@@ -224,8 +253,11 @@ def write(workdir: str) -> dict:
           f"{p['num_params']} |")
     lines.append("")
     lines += _extra_lines(workdir, task, data, plots)
-  with open(os.path.join(workdir, "report.md"), "w") as f:
-    f.write("\n".join(lines))
+  unfinished = [r for r in rows if r["status"] not in sweep.FINAL]
+  lines += ["## Trials without a result", ""] * bool(unfinished) + [
+      f"- {r['trial']}: {r['status']}, {r['error']}" +
+      (f" (log: {r['log']})" if r.get("log") else "") for r in unfinished]
+  run_files.write_text(os.path.join(workdir, "report.md"), "\n".join(lines))
   return report
 
 
@@ -256,21 +288,24 @@ def _length_cell(point: dict) -> str:
 
 
 def _tie(point: dict) -> str:
-  """' (tied on validation with ...; first tried)' where learning rates tied."""
+  """' (tied on validation with ...; the smallest chosen)' where learning rates tied."""
   others = [str(x) for x in point["tied_learning_rates"] if x != point["learning_rate"]]
-  return f" (tied on validation with {', '.join(others)}; first tried)" if others else ""
+  return (f" (tied on validation with {', '.join(others)}; the smallest chosen)"
+          if others else "")
 
 
 def _plots(workdir: str, task: str, data: dict, plots) -> list[str]:
   """Draws the plots of the points with a numeric length; returns the lines of
   report.md that show them and say what was left out."""
+  if not data["length_key"]:
+    return ["No line plot: the experiment names no sweep axis (`SWEEP_AXIS` "
+            "beside its `get_sweep`); the table holds every point."]
   plotted = [p for p in data["points"] if _is_number(p["length"])]
   skipped = sorted({str(p["length"]) for p in data["points"]} -
                    {str(p["length"]) for p in plotted})
   if not plotted:
-    return [f"No plots: the sweep has no numeric length axis "
-            f"({data['length_key'] or 'no numeric override'}); the table "
-            "holds every point."]
+    return [f"No line plot: no value of the sweep axis {data['length_key']} is "
+            "a number; the table holds every point."]
   data = dict(data, points=plotted)
   png, cost = f"{task}_{data['metric']}.png", f"{task}_cost.png"
   plots.metric_vs_length(data, os.path.join(workdir, png), title=task)

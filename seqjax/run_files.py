@@ -5,6 +5,7 @@
   DIR/summary.json    status, step, metric, chance, final, best, test, num_params, ...
   DIR/tb/             TensorBoard event files.
   DIR/checkpoints/    Orbax checkpoints (seqjax.checkpoints).
+  DIR/trial.json      a sweep's trial only: overrides, axis, group log (seqjax.sweep).
 """
 
 import json
@@ -88,12 +89,17 @@ def init(workdir: str, config: ml_collections.ConfigDict) -> None:
 
 
 def write_json(path: str, obj) -> None:
-  """Writes `obj` as strict JSON (`strict_json`) to `path` atomically (a reader
-  never sees half a file), with the permissions the process's umask gives."""
+  """Writes `obj` as strict JSON (`strict_json`) to `path` (`write_text`)."""
+  write_text(path, strict_json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def write_text(path: str, text: str) -> None:
+  """Writes `text` to `path` atomically (a reader never sees half a file), with
+  the permissions the process's umask gives."""
   directory = os.path.dirname(os.path.abspath(path))
   with tempfile.NamedTemporaryFile("w", dir=directory, delete=False,
                                    suffix=".tmp") as f:
-    f.write(strict_json.dumps(obj, indent=2, sort_keys=True) + "\n")
+    f.write(text)
   os.chmod(f.name, 0o666 & ~_umask())
   os.replace(f.name, path)
 

@@ -23,6 +23,7 @@ seqjax.generation), beyond the legend in seqjax.interfaces: Q the prompt length,
 N the new tokens.
 """
 
+import math
 from typing import Callable
 
 import jax
@@ -37,6 +38,9 @@ def choose(logits_BxV, key, temperature: float = 0.0, top_k: int = 0,
     logits_BxV = jnp.where(allowed_V[None, :], logits_BxV, -jnp.inf)
   if temperature == 0:
     return jnp.argmax(logits_BxV, axis=-1).astype(jnp.int32)
+  if top_k > logits_BxV.shape[-1]:
+    raise ValueError(f"top_k={top_k} exceeds the vocabulary of "
+                     f"{logits_BxV.shape[-1]} tokens.")
   if top_k:
     kth_Bx1 = jax.lax.top_k(logits_BxV, top_k)[0][:, -1:]
     logits_BxV = jnp.where(logits_BxV < kth_Bx1, -jnp.inf, logits_BxV)
@@ -48,8 +52,8 @@ def choose(logits_BxV, key, temperature: float = 0.0, top_k: int = 0,
 
 
 def check(temperature: float, top_k: int, rng) -> None:
-  if temperature < 0:
-    raise ValueError(f"temperature must be >= 0, got {temperature}.")
+  if not math.isfinite(temperature) or temperature < 0:
+    raise ValueError(f"temperature must be finite and >= 0, got {temperature}.")
   if top_k < 0:
     raise ValueError(f"top_k must be >= 0 (0: no limit), got {top_k}.")
   if temperature > 0 and rng is None:

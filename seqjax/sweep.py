@@ -21,15 +21,18 @@ processes, `jobs` at a time on disjoint cores (or GPUs); a crash of one never
 stops the others, and a group's process dies with the runner. Rerunning the
 command skips finished (completed or diverged) trials, resumes interrupted
 ones from their checkpoints and retries failed ones; each trial's workdir lock
-(`run_lock`) keeps two processes off the same trial. DIR/results.jsonl holds one
-line per trial. Compiled programs are cached in DIR/.jax_cache (JAX's
+(`run_lock`) keeps two processes off the same trial. The trial directory is the
+only record: the runner writes DIR/<trial>/trial.json (its overrides, the
+sweep's axis, its group's log) before training, the run writes the rest, and
+the report builds DIR/results.jsonl from them. An experiment names its sweep's
+x-axis beside `get_sweep` (`SWEEP_AXIS = "arg.length"`); the report plots
+against it, never a guess. Compiled programs are cached in DIR/.jax_cache (JAX's
 persistent compilation cache; JAX_COMPILATION_CACHE_DIR overrides it), so a
 rerun does not compile again.
 """
 
 import concurrent.futures
 import ctypes
-import fcntl
 import hashlib
 import itertools
 import json
@@ -40,15 +43,14 @@ import subprocess
 import sys
 import threading
 import time
+from typing import NamedTuple
 
-from absl import logging
 import ml_collections
 
 from seqjax import configs
 from seqjax import parallel
 from seqjax import run_files
 from seqjax import run_lock
-from seqjax import strict_json
 from seqjax.errors import ConfigError
 
 FINAL = ("completed", "diverged")
@@ -66,9 +68,14 @@ KEEP_FREED_MEMORY = {"MALLOC_ARENA_MAX": "1", "MALLOC_MMAP_MAX_": "0",
 # group that hangs"). A sweep uses several cores through --jobs, one group per core.
 SINGLE_THREADED_EIGEN = "--xla_cpu_multi_thread_eigen=false"
 MAX_NAME_BYTES = 200  # trial directory names stay well under NAME_MAX (255)
-RESULT_KEYS = ("metric", "mode", "chance", "baselines", "final", "best", "test", "num_params",
-               "steps_per_s", "wall_time_s", "peak_memory_mb", "step_temp_mb",
-               "step", "group_size")
+TRIAL_FILE = "trial.json"  # DIR/<trial>/trial.json: overrides, axis, group_log
+
+
+class Trial(NamedTuple):
+  name: str                          # its directory under the sweep's workdir
+  overrides: dict                    # the grid's, then the command line's
+  config: ml_collections.ConfigDict  # built once, by `expand`
+  length: int                        # the task's sequence length
 
 
 def values(key: str, vals) -> list[dict]:
@@ -148,8 +155,9 @@ def trial_config(module, arg: str | None, overrides: dict
 
 
 def expand(path: str, arg: str | None, overrides: dict | None = None
-           ) -> list[tuple[str, dict]]:
-  """(name, overrides) of every trial, each checked by building its config.
+           ) -> list[Trial]:
+  """Every trial of the sweep, its config built once and checked (task, model,
+  train), so a bad sweep fails before anything runs.
 
   `overrides` (`{"model.width": 16}`, from `--config.model.width=16`) apply to
   every trial after its own: they join each trial's overrides, last, and leave
@@ -158,18 +166,34 @@ def expand(path: str, arg: str | None, overrides: dict | None = None
   module = load_experiment(path)
   if not hasattr(module, "get_sweep"):
     raise ConfigError(f"{path} defines no get_sweep(arg); --mode=sweep needs one.")
-  trials = [(trial_name(o), {**o, **(overrides or {})})
-            for o in module.get_sweep(arg)]
-  names = [n for n, _ in trials]
+  grid = module.get_sweep(arg)
+  names = [trial_name(o) for o in grid]
   if len(set(names)) != len(names):
     raise ConfigError("Two trials of the sweep have the same overrides.")
+  axis = sweep_axis(module)
+  if axis and grid and not any(axis in o for o in grid):
+    raise ConfigError(f"{path}: SWEEP_AXIS={axis!r} is no override of the sweep; "
+                      f"its keys: {', '.join(sorted({k for o in grid for k in o}))}.")
+  return [trial(module, arg, {**own, **(overrides or {})}, name)
+          for name, own in zip(names, grid)]
+
+
+def trial(module, arg: str | None, overrides: dict, name: str | None = None
+          ) -> Trial:
+  """One trial of experiment `module`, its config built once and checked (task,
+  model, train); named `trial_name(overrides)` unless `name` is given."""
   from seqjax import models, tasks  # pylint: disable=import-outside-toplevel
-  for _, overrides in trials:
-    config = trial_config(module, arg, overrides)
-    task = tasks.build(config.task)
-    models.build(config.model, task.io)
-    configs.train_config(config.train)
-  return trials
+  config = trial_config(module, arg, overrides)
+  task = tasks.build(config.task)
+  models.build(config.model, task.io)
+  configs.train_config(config.train)
+  return Trial(name or trial_name(overrides), overrides, config, task.io.length)
+
+
+def sweep_axis(module) -> str | None:
+  """The override the experiment names as its sweep's x-axis (`SWEEP_AXIS`
+  beside `get_sweep`), or None: the report then draws no line plot."""
+  return getattr(module, "SWEEP_AXIS", None)
 
 
 def shard(trials: list, spec: str | None) -> list:
@@ -184,93 +208,23 @@ def shard(trials: list, spec: str | None) -> list:
   return trials[i::n]
 
 
-def record(workdir: str, name: str, overrides: dict, status: str,
-           summary: dict | None, error: str | None = None) -> None:
-  """Puts the trial's line in DIR/results.jsonl: appended if new, replaced in an
-  atomic rewrite if it changed (a failed trial that later completed), never
-  duplicated. Serialised across processes by a lock on results.jsonl.lock."""
-  line = {"trial": name, "overrides": overrides, "status": status}
-  line.update({k: (summary or {}).get(k) for k in RESULT_KEYS})
-  extra = {k: v for k, v in (summary or {}).items() if k.startswith("test_")}
-  if extra:  # the task's extra test sets (`eval_sets`), e.g. test_len1024
-    line["extra_tests"] = extra
-  if error:
-    line["error"] = error
-  line = strict_json.clean(line)
-  path = os.path.join(workdir, "results.jsonl")
-  with open(path + ".lock", "a") as lock:
-    fcntl.flock(lock, fcntl.LOCK_EX)
-    lines, cut = _read_results(path)
-    old = [r for r in lines if r["trial"] == name]
-    if old == [line] and not cut:
-      return
-    if not old and not cut:
-      with open(path, "a") as f:
-        f.write(strict_json.dumps(line) + "\n")
-      return
-    lines = [line if r["trial"] == name else r for r in lines]
-    lines += [] if old else [line]
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:  # also drops a last line cut short
-      f.writelines(strict_json.dumps(r) + "\n" for r in lines)
-    os.replace(tmp, path)
-
-
-def read_results(workdir: str) -> list[dict]:
-  """The lines of DIR/results.jsonl. A last line cut short (a runner killed while
-  writing it) is skipped with a warning; the next `record` rewrites the file
-  without it. A malformed line before the last is an error."""
-  path = os.path.join(workdir, "results.jsonl")
-  lines, cut = _read_results(path)
-  if cut:
-    logging.warning("%s: the last line is cut short (a runner killed while "
-                    "writing it); skipped it.", path)
-  return lines
-
-
-def _read_results(path: str) -> tuple[list[dict], bool]:
-  """(lines, whether the last line was cut short)."""
-  if not os.path.exists(path):
-    return [], False
-  with open(path) as f:
-    text = f.read()
-  rows = text.split("\n")
-  out = []
-  for number, row in enumerate(rows, 1):
-    if not row.strip():
-      continue
-    try:
-      out.append(json.loads(row))
-    except json.JSONDecodeError as e:
-      if number == len(rows):  # no newline after it: a write cut short
-        return out, True
-      raise ConfigError(f"{path}, line {number}: not a JSON object ({e.msg}); "
-                        "fix or remove that line.") from None
-  return out, not text.endswith("\n") and bool(text)
-
-
 def default_group_size() -> int:
   """Trials per group: 8 on a CPU, 32 with an accelerator (GPU, TPU), where a
   small model uses a sliver of the device. Decided without starting JAX."""
   return 32 if parallel.has_accelerator() else 8
 
 
-def make_groups(path: str, arg: str | None, trials: list, size: int) -> list:
+def make_groups(trials: list[Trial], size: int) -> list[list[Trial]]:
   """Trials in groups of at most `size` that share a program, in trial order
   within a group; the groups of longer sequences first, so that with several
   jobs the longest groups do not start last (longest-processing-time order)."""
   configs.check_positive("--group_size", group_size=size)
-  from seqjax import tasks, train  # pylint: disable=import-outside-toplevel
-  module = load_experiment(path)
-  by_program, length = {}, {}
-  for name, overrides in trials:
-    config = trial_config(module, arg, overrides)
-    key = train.program_key(config)
-    by_program.setdefault(key, []).append((name, overrides))
-    length[key] = tasks.build(config.task).io.length
-  order = sorted(by_program, key=lambda k: -length[k])
-  return [by_program[k][i:i + size] for k in order
-          for i in range(0, len(by_program[k]), size)]
+  from seqjax import train  # pylint: disable=import-outside-toplevel
+  by_program = {}
+  for t in trials:
+    by_program.setdefault(train.program_key(t.config), []).append(t)
+  order = sorted(by_program.values(), key=lambda g: -g[0].length)
+  return [g[i:i + size] for g in order for i in range(0, len(g), size)]
 
 
 def _slots(jobs: int) -> list[dict]:
@@ -293,15 +247,38 @@ def group_log(workdir: str, names: list[str]) -> str:
   return os.path.join(workdir, "groups", f"{digest}.log")
 
 
+def write_trial(trial_dir: str, overrides: dict, axis: str | None = None,
+                log: str | None = None) -> None:
+  """DIR/<trial>/trial.json, written before the trial trains: what the report
+  needs that the run's own files do not say (`log` relative to the sweep's DIR)."""
+  os.makedirs(trial_dir, exist_ok=True)
+  run_files.write_json(os.path.join(trial_dir, TRIAL_FILE),
+                       dict(overrides=overrides, axis=axis, group_log=log))
+
+
+def outcome(trial_dir: str) -> tuple[str, dict]:
+  """(status, summary) of a trial from its directory: the summary's status when
+  final; "held" while a live process (or one on another host) holds the trial;
+  else "interrupted" as the summary says, or "failed": no summary, or one left
+  unfinished by a process that crashed or was killed."""
+  info = run_lock.holder(trial_dir)  # before the summary: a holder may finish
+  summary = run_files.read_json(os.path.join(trial_dir, "summary.json")) or {}
+  if summary.get("status") in FINAL:
+    return summary["status"], summary
+  if info and info["live"] is not False:
+    return "held", dict(summary, holder=run_lock.describe(info))
+  return ("interrupted" if summary.get("status") == "interrupted" else "failed",
+          summary)
+
+
 class _Runner:
   """Runs groups in child processes and keeps the counts; stops them all on
   SIGINT or SIGTERM (they checkpoint and record `interrupted`)."""
 
-  def __init__(self, path, arg, workdir, jobs, out):
-    self.path, self.arg, self.workdir, self.out = path, arg, workdir, out
-    self.jobs = jobs
+  def __init__(self, workdir: str, jobs: int, out, axis: str | None = None):
+    self.workdir, self.jobs, self.out, self.axis = workdir, jobs, out, axis
     self.counts = dict(done=0, running=0, failed=0, interrupted=0, held=0)
-    self.held = {}
+    self.held, self.failed = {}, {}  # trial name: its holder, its group's log
     self.guard = threading.Lock()
     self.free = list(_slots(jobs))
     self.children = set()
@@ -330,22 +307,19 @@ class _Runner:
         child.send_signal(signal.SIGTERM if signum == signal.SIGTERM
                           else signal.SIGINT)
 
-  def group(self, members: list) -> None:
+  def group(self, members: list[Trial]) -> None:
     todo = []
-    for name, overrides in members:
-      trial_dir = os.path.join(self.workdir, name)
-      summary = run_files.read_json(os.path.join(trial_dir, "summary.json"))
-      info = run_lock.holder(trial_dir)
-      if _is_final(summary):
-        record(self.workdir, name, overrides, summary["status"], summary)
+    for t in members:
+      status, summary = outcome(os.path.join(self.workdir, t.name))
+      if status in FINAL:
         self._count("done")
         with self.guard:
-          self.finished.discard(name)
-      elif info and info["live"] is not False:
-        self.held[name] = run_lock.describe(info)
+          self.finished.discard(t.name)
+      elif status == "held":
+        self.held[t.name] = summary["holder"]
         self._count("held")
       else:
-        todo.append((name, overrides))
+        todo.append(t)
     if not todo or self.stopping:
       return
     with self.guard:
@@ -353,25 +327,20 @@ class _Runner:
       slot = self.free.pop()
     t0 = time.time()
     try:
-      code, tail = self._run(todo, slot)
+      log = self._run(todo, slot)
     finally:
       with self.guard:
         self.free.append(slot)
         self.counts["running"] -= len(todo)
-    reported = run_files.read_json(self._status_path(todo)) or {}
-    for name, overrides in todo:
-      if reported.get(name, {}).get("status") == "held":
-        self.held[name] = reported[name].get("error", "another process")
-        self._count("held")
-        continue
-      summary = run_files.read_json(
-          os.path.join(self.workdir, name, "summary.json")) or {}
-      status = summary.get("status", "failed")
-      if status not in FINAL + ("interrupted",):
-        status = "failed"
-      error = None if status in FINAL else (summary.get("error") or tail)
-      record(self.workdir, name, overrides, status, summary, error=error)
-      self._count({"completed": "done", "diverged": "done"}.get(status, status))
+    if log is None:  # the sweep was stopped before this group started
+      return
+    for t in todo:  # the group has ended: its trials' directories say how
+      status, summary = outcome(os.path.join(self.workdir, t.name))
+      if status == "held":  # another process took it before this group could
+        self.held[t.name] = summary["holder"]
+      if status == "failed":
+        self.failed[t.name] = log
+      self._count("done" if status in FINAL else status)
     self.durations.append((time.time() - t0) / len(todo))
     self.show()
 
@@ -379,10 +348,9 @@ class _Runner:
     with self.guard:
       self.counts[key] += 1
 
-  def _status_path(self, members: list) -> str:
-    return group_log(self.workdir, [n for n, _ in members])[:-len(".log")] + ".json"
-
-  def _run(self, members: list, slot: dict) -> tuple[int, str]:
+  def _run(self, members: list[Trial], slot: dict) -> str | None:
+    """Trains `members` in a child process; returns its log's path (None if
+    the sweep was stopped before it started)."""
     env = dict(os.environ)
     if "gpus" in slot:
       env["CUDA_VISIBLE_DEVICES"] = ",".join(slot["gpus"])
@@ -392,14 +360,10 @@ class _Runner:
                    os.path.join(os.path.abspath(self.workdir), ".jax_cache"))
     for key, value in KEEP_FREED_MEMORY.items():  # a user's own setting wins
       env.setdefault(key, value)
-    names = [n for n, _ in members]
-    job = json.dumps(dict(
-        path=os.path.abspath(self.path), arg=self.arg, cores=slot["cores"],
-        parent=os.getpid(), status=self._status_path(members),
-        trials=[dict(name=n, overrides=o, workdir=os.path.join(self.workdir, n))
-                for n, o in members]))
-    if os.path.exists(self._status_path(members)):
-      os.remove(self._status_path(members))
+    names = [t.name for t in members]
+    dirs = [os.path.join(self.workdir, n) for n in names]
+    job = json.dumps(dict(cores=slot["cores"], parent=os.getpid(), workdirs=dirs,
+                          configs=[run_files.config_dict(t.config) for t in members]))
     log_path = group_log(self.workdir, names)
     os.makedirs(os.path.dirname(log_path), exist_ok=True)
     with open(log_path, "a") as log:
@@ -408,19 +372,21 @@ class _Runner:
       log.flush()
       with self.guard:
         if self.stopping:
-          return 1, "the sweep was stopped"
+          return None
+        for t, trial_dir in zip(members, dirs):
+          write_trial(trial_dir, t.overrides, self.axis,
+                      os.path.relpath(log_path, self.workdir))
         # A session of its own: a terminal's Ctrl-C reaches the runner, which
         # passes one signal on; the child dies with the runner (_die_with_parent).
-        proc = subprocess.Popen([sys.executable, "-m", "seqjax.sweep", job],
-                                env=env, stdout=log, stderr=subprocess.STDOUT,
+        proc = subprocess.Popen([sys.executable, "-m", "seqjax.sweep"], env=env,
+                                stdin=subprocess.PIPE, stdout=log,
+                                stderr=subprocess.STDOUT, text=True,
                                 start_new_session=True)
         self.children.add(proc)
-      code = proc.wait()
+      proc.communicate(job)  # the job on stdin: no limit on its size
       with self.guard:
         self.children.discard(proc)
-    with open(log_path) as log:
-      tail = log.read()[-2000:]
-    return code, tail
+    return log_path
 
 
 def run(path: str, arg: str | None, workdir: str, jobs: int = 1,
@@ -430,26 +396,37 @@ def run(path: str, arg: str | None, workdir: str, jobs: int = 1,
   (`done`, `failed`, `interrupted`, `held`: held by another live process).
   `overrides` (from `--config.KEY=VALUE`) apply to every trial (`expand`)."""
   configs.check_positive("--jobs", jobs=jobs)
-  trials = expand(path, arg, overrides)
+  run_files.check_writable(workdir)
+  return run_trials(expand(path, arg, overrides), workdir, jobs=jobs,
+                    shard_spec=shard_spec, group_size=group_size, out=out,
+                    axis=sweep_axis(load_experiment(path)))
+
+
+def run_trials(trials: list[Trial], workdir: str, *, jobs: int = 1,
+               shard_spec: str | None = None, group_size: int | None = None,
+               out=sys.stdout, axis: str | None = None) -> dict:
+  """Trains `trials` (built by `expand`, or by `trial` for a search that decides
+  its trials as it goes) in groups, `jobs` at a time; finished trials are not
+  trained again. Returns the counts by status, as `run`."""
   if group_size is None:
     group_size = default_group_size()
     print(f"[sweep] groups of up to {group_size} trials (the default "
           f"{'with an accelerator' if group_size > 8 else 'on a CPU'}; "
           "--group_size=N to change)", file=out, flush=True)
-  groups = shard(make_groups(path, arg, trials, group_size), shard_spec)
+  groups = shard(make_groups(trials, group_size), shard_spec)
   os.makedirs(workdir, exist_ok=True)
-  runner = _Runner(path, arg, workdir, jobs, out)
+  runner = _Runner(workdir, jobs, out, axis)
   cores = len(os.sched_getaffinity(0))
   if cores // jobs > 1 and not parallel.has_accelerator():
     print(f"[sweep] each group gets {cores // jobs} cores, but XLA:CPU's Eigen "
           "runs on one thread in a group (multi-threaded, it can hang a group's "
           f"step); --jobs={cores} runs a group on every core.", file=out, flush=True)
   runner.total = sum(len(g) for g in groups)
-  runner.finished = {name for g in groups for name, _ in g if _is_final(
-      run_files.read_json(os.path.join(workdir, name, "summary.json")))}
+  runner.finished = {t.name for g in groups for t in g if _is_final(
+      run_files.read_json(os.path.join(workdir, t.name, "summary.json")))}
   if runner.finished:
     print(f"[sweep] {len(runner.finished)} of {runner.total} trials already "
-          "finished: recorded, not trained again.", file=out, flush=True)
+          "finished, not trained again.", file=out, flush=True)
   previous = {s: signal.signal(s, runner.stop)
               for s in (signal.SIGINT, signal.SIGTERM)
               } if threading.current_thread() is threading.main_thread() else {}
@@ -463,9 +440,11 @@ def run(path: str, arg: str | None, workdir: str, jobs: int = 1,
   runner.show()
   for name, holder in sorted(runner.held.items()):
     print(f"[sweep] {name} is held by {holder}; it was not run.", file=out)
+  for name, log in sorted(runner.failed.items()):
+    print(f"[sweep] {name} failed; its group's log: {log}", file=out)
   if runner.stopping:
-    print("[sweep] stopped: running trials were checkpointed and recorded as "
-          "interrupted; rerun the same command to resume.", file=out)
+    print("[sweep] stopped: running trials were checkpointed as interrupted; "
+          "rerun the same command to resume.", file=out)
   return runner.counts
 
 
@@ -486,26 +465,22 @@ def _die_with_parent(parent: int) -> None:
     os.kill(os.getpid(), signal.SIGTERM)
 
 
-def _main(job_json: str) -> int:
-  """One group, in its own process: `python -m seqjax.sweep JOB_JSON`."""
+def _main() -> int:
+  """One group, in its own process: `python -m seqjax.sweep`, the job's JSON
+  (configs, workdirs, cores, the runner's pid) on stdin."""
   from absl import logging  # pylint: disable=import-outside-toplevel
   import jax  # pylint: disable=import-outside-toplevel
   from seqjax import train  # pylint: disable=import-outside-toplevel
   logging.set_verbosity(logging.WARNING)
-  job = json.loads(job_json)
+  job = json.load(sys.stdin)
   _die_with_parent(job["parent"])
   os.sched_setaffinity(0, job["cores"])  # this group's share of the machine
   jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
-  module = load_experiment(job["path"])
-  trial_configs = [trial_config(module, job["arg"], t["overrides"])
-                   for t in job["trials"]]
-  summaries = train.train_trials(trial_configs,
-                                 [t["workdir"] for t in job["trials"]])
-  run_files.write_json(job["status"], {
-      t["name"]: {k: s.get(k) for k in ("status", "error")}
-      for t, s in zip(job["trials"], summaries)})
+  summaries = train.train_trials(
+      [ml_collections.ConfigDict(c) for c in job["configs"]], job["workdirs"],
+      progress=False)
   return 0 if all(s["status"] in FINAL for s in summaries) else 1
 
 
 if __name__ == "__main__":
-  sys.exit(_main(sys.argv[1]))
+  sys.exit(_main())

@@ -4,6 +4,7 @@ sys.path, as for `from test_recurrent import ...`)."""
 import dataclasses
 import importlib.util
 import os
+import re
 import subprocess
 import sys
 
@@ -48,6 +49,24 @@ def launched(workdir, *args):
   return workdir
 
 
+# A line of absl's log ("I1206 03:17:52.436360 1397... file.py:849] ...").
+ABSL_LOG_LINE = re.compile(r"[IWEF]\d{4} \d\d:\d\d:\d\d\.\d+ +\d+ [\w.]+:\d+\] ")
+
+
+def refusal(result: subprocess.CompletedProcess) -> str:
+  """The paragraph of a launch refused with exit status 2, asserted to be the one
+  thing on stderr besides absl's log lines, the last, with no traceback."""
+  assert result.returncode == 2, result.stderr[-3000:]
+  for noise in ("Traceback", "Exception ignored", "TensorStore("):
+    assert noise not in result.stderr, result.stderr[-3000:]
+  lines = [line for line in result.stderr.splitlines()
+           if not ABSL_LOG_LINE.match(line)]
+  text = "\n".join(lines).strip()
+  assert text.startswith("error: ") and "\n\n" not in text, result.stderr[-3000:]
+  assert result.stderr.rstrip().endswith(text), result.stderr[-3000:]
+  return text
+
+
 def load_experiment(name):
   """The module experiments/<name>.py, loaded from its file."""
   spec = importlib.util.spec_from_file_location(
@@ -70,3 +89,17 @@ def compiled_grad_sizes(name, scan, io, lengths=(64, 4096)):
     grad = jax.jit(jax.grad(lambda p: jnp.sum(model.apply({"params": p}, tokens))))  # pylint: disable=cell-var-from-loop
     sizes.append(len(grad.lower(params).as_text()))
   return sizes
+
+
+def fake_trial(workdir, name, overrides, summary, task="copy_memory", model="lstm",
+               axis=None):
+  """A sweep's trial directory as the runner and a finished run leave it:
+  trial.json, config.json (task and model names only), summary.json (status
+  completed and mode max unless `summary` says otherwise)."""
+  from seqjax import run_files, sweep  # pylint: disable=import-outside-toplevel
+  trial_dir = os.path.join(workdir, name)
+  sweep.write_trial(trial_dir, overrides, axis)
+  run_files.write_json(os.path.join(trial_dir, "config.json"),
+                       {"task": {"name": task}, "model": {"name": model}})
+  run_files.write_json(os.path.join(trial_dir, "summary.json"),
+                       {"status": "completed", "mode": "max", **summary})

@@ -15,6 +15,7 @@ import pytest
 import helpers
 from seqjax import experiment
 from seqjax import precision
+from seqjax import stepping
 from seqjax import train
 from seqjax.models import attention
 from seqjax.models import recurrent
@@ -83,7 +84,7 @@ def test_bfloat16_policy_on_the_device():
       kept = {jnp.dtype(x.dtype) for x in jax.tree_util.tree_leaves(cast)}
       assert kept == {jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.float32)}
     batch = train.make_batch_fn(exp, experiment.TRAIN)(0)
-    state, metrics = train.make_train_step(exp)(state, batch)
+    state, metrics = stepping.make_train_step(exp)(state, batch)
     assert {x.dtype for x in jax.tree_util.tree_leaves(state.params)} == {
         jnp.dtype(jnp.float32)}
     losses[dtype] = float(metrics["loss"])
@@ -101,6 +102,6 @@ def test_sharded_train_step_equals_one_device():
     state = experiment.init_state(exp)
     batch = train.make_batch_fn(exp, experiment.TRAIN)(0)
     with jax.default_matmul_precision("highest"):
-      state, _ = train.make_train_step(exp)(state, batch)
+      state, _ = stepping.make_train_step(exp)(state, batch)
     params[data] = jax.device_get(state.params)
   assert_trees_close(params[-1], params[1], jnp.float32)

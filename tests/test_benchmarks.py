@@ -10,6 +10,7 @@ import sys
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+pytestmark = pytest.mark.slow  # every test starts a benchmark process
 TINY = ["--batch=2", "--length=8", "--steps=1"]
 
 

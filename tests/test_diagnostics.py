@@ -11,6 +11,7 @@ import os
 
 import jax
 import numpy as onp
+import pytest
 
 from seqjax import diagnostics
 from seqjax import models
@@ -92,6 +93,7 @@ def test_attention_maps_sum_to_one_and_are_zero_on_masked_keys():
   onp.testing.assert_allclose(captured, plain, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_run_writes_grad_through_time_per_checkpoint(tiny_config, tmp_path):
   workdir = str(tmp_path / "run")
   train.train_and_evaluate(tiny_config, workdir, progress=False)

@@ -16,7 +16,9 @@ import pytest
 from seqjax import experiment
 from seqjax import metric_log
 from seqjax import models
+from seqjax import report
 from seqjax import run_lock
+from seqjax import stepping
 from seqjax import sweep
 from seqjax import train
 from seqjax.errors import ConfigError
@@ -96,20 +98,20 @@ def test_the_first_steps_of_a_group_equal_solo_steps_to_rounding(tiny_config):
   variants = [_variant(tiny_config, seed=s, learning_rate=lr)
               for s, lr in ((0, 1e-2), (3, 3e-3))]
   exps = [train.build(c) for c in variants]
-  group_step = train.make_group_step(exps[0])
+  group_step = stepping.make_group_step(exps[0])
   init = jax.jit(experiment.init_fn(exps[0]))  # pylint: disable=protected-access
   state = jax.tree_util.tree_map(lambda *x: onp.stack(x),
                                  *[init(e.key(train.INIT)) for e in exps])
   hp = {k: onp.asarray([train.hyperparameters(e.train)[k] for e in exps],
                        onp.float32) for k in train.HYPER_KEYS}
-  keys = train.stream_keys([0, 3], train.DROPOUT)
-  batches = train.make_batch_fn(exps[0], train.TRAIN, seeds=[0, 3])
+  keys = stepping.stream_keys([0, 3], train.DROPOUT)
+  batches = stepping.make_group_batch_fn(exps[0], [0, 3], train.TRAIN)
   alive = started = onp.ones(2, bool)
   for n, exp in enumerate(exps):
     solo_state = train.init_state(exp)
     assert all(onp.array_equal(x, y[n]) for x, y in zip(
         jax.tree_util.tree_leaves(solo_state), jax.tree_util.tree_leaves(state)))
-  solo = [(train.init_state(e), train.make_train_step(e),
+  solo = [(train.init_state(e), stepping.make_train_step(e),
            train.make_batch_fn(e, train.TRAIN)) for e in exps]
   for i in range(3):
     state, alive, metrics = group_step(state, alive, batches(i), hp, keys, started)
@@ -121,23 +123,29 @@ def test_the_first_steps_of_a_group_equal_solo_steps_to_rounding(tiny_config):
         assert float(metrics[key][n]) == pytest.approx(float(m[key]), rel=1e-5)
 
 
-def test_grouping_rules(tmp_path):
+def _trials(grid):
+  module = sweep.load_experiment(TINY)
+  return [sweep.Trial(sweep.trial_name(o), o, sweep.trial_config(module, None, o), 4)
+          for o in grid]
+
+
+def test_grouping_rules():
   groupable = sweep.product(sweep.values("train.learning_rate", [0.01, 0.001]),
                             sweep.values("train.seed", [0, 1]),
                             sweep.values("train.weight_decay", [0.0, 0.1]),
                             sweep.values("train.warmup_steps", [1, 2]),
                             sweep.values("train.grad_clip", [0.5, 1.0]))
-  trials = [(sweep.trial_name(o), o) for o in groupable]
-  groups = sweep.make_groups(TINY, None, trials, size=100)
+  trials = _trials(groupable)
+  groups = sweep.make_groups(trials, size=100)
   assert len(groups) == 1 and len(groups[0]) == 32
-  assert [len(g) for g in sweep.make_groups(TINY, None, trials, size=12)] == [12, 12, 8]
+  assert [len(g) for g in sweep.make_groups(trials, size=12)] == [12, 12, 8]
   splitting = [{"arg.model": "gru"}, {"arg.delay": 2}, {"train.steps": 7},
                {"train.batch_size": 2}, {"train.grad_clip": 0.0},
                {"train.schedule": "constant"}]
-  trials = [("base", {})] + [(sweep.trial_name(o), o) for o in splitting]
-  assert len(sweep.make_groups(TINY, None, trials, size=100)) == 7
+  trials = _trials([{}] + splitting)
+  assert len(sweep.make_groups(trials, size=100)) == 7
   with pytest.raises(ConfigError, match="--group_size.group_size must be positive"):
-    sweep.make_groups(TINY, None, trials, size=0)
+    sweep.make_groups(trials, size=0)
 
 
 def _launch(*args, **kwargs):
@@ -171,7 +179,7 @@ def test_a_killed_runner_stops_its_group_and_sigkill_then_rerun_is_exact(tmp_pat
   args = [f"--config={TINY}:grid=seeds", "--mode=sweep", "--jobs=1"]
   reference, killed = str(tmp_path / "reference"), str(tmp_path / "killed")
   assert _launch(*args, f"--workdir={reference}").returncode == 0
-  names = [r["trial"] for r in sweep.read_results(reference)]
+  names = [r["trial"] for r in report.results(reference)]
   first = os.path.join(killed, names[0])
 
   def start():
@@ -202,7 +210,7 @@ def test_a_killed_runner_stops_its_group_and_sigkill_then_rerun_is_exact(tmp_pat
 
   result = _launch(*args, f"--workdir={killed}")
   assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
-  assert sorted(r["trial"] for r in sweep.read_results(killed)) == sorted(names)
+  assert sorted(r["trial"] for r in report.results(killed)) == sorted(names)
   for name in names:
     a, b = os.path.join(killed, name), os.path.join(reference, name)
     assert _records(a) == _records(b), name
@@ -321,19 +329,19 @@ def test_ctrl_c_on_a_sweep_stops_its_trials_as_interrupted_and_a_rerun_finishes(
   out, err = proc.communicate(timeout=200)
   assert proc.returncode == 130, out[-2000:] + err[-2000:]
   assert "Traceback" not in err
-  results = sweep.read_results(workdir)
+  results = report.results(workdir)
   assert len(results) == 4
   assert {r["status"] for r in results} == {"interrupted"}, results
   rerun = _launch(*args[2:])
   assert rerun.returncode == 0, rerun.stdout[-2000:]
-  assert {r["status"] for r in sweep.read_results(workdir)} == {"completed"}
-  assert len(sweep.read_results(workdir)) == 4
+  assert {r["status"] for r in report.results(workdir)} == {"completed"}
+  assert len(report.results(workdir)) == 4
 
 
 def test_trials_held_by_another_host_are_named_and_the_sweep_exits_non_zero(
     tmp_path):
   workdir = str(tmp_path / "sweep")
-  names = [n for n, _ in sweep.expand(TINY, "grid=seeds")]
+  names = [t.name for t in sweep.expand(TINY, "grid=seeds")]
   os.makedirs(os.path.join(workdir, names[0]))
   with open(os.path.join(workdir, names[0], run_lock.NAME), "w") as f:
     f.write("node-7 4242 99\n")
@@ -341,7 +349,7 @@ def test_trials_held_by_another_host_are_named_and_the_sweep_exits_non_zero(
                    f"--workdir={workdir}")
   assert result.returncode == 1
   assert f"{names[0]} is held by process 4242 on host node-7" in result.stdout
-  done = {r["trial"] for r in sweep.read_results(workdir)}
+  done = {r["trial"] for r in report.results(workdir)}
   assert done == set(names[1:])
 
 

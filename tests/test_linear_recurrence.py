@@ -67,6 +67,7 @@ def test_mingru_layer_matches_numpy_reference(scan):
   assert_layer_matches_reference(lr.MinGRULayer(scan), mingru_reference, atol=1e-6)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("length", [1, 2, 7, 64, 65])
 def test_every_scan_agrees_with_the_sequential_one(length):
   k = jax.random.split(jax.random.key(length), 3)
@@ -117,6 +118,7 @@ def test_ring_initialisation_and_normalisation():
                               rtol=1e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["lru", "mingru"])
 @pytest.mark.parametrize("scan", lr.SCANS)
 def test_full_call_equals_decoding_and_is_causal(name, scan):

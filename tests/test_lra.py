@@ -10,6 +10,8 @@ import jax
 import numpy as onp
 import pytest
 
+from seqjax import experiment
+from seqjax import stepping
 from seqjax import tasks
 from seqjax import train
 from seqjax.errors import ConfigError
@@ -137,7 +139,7 @@ def test_pathfinder_splits_are_disjoint_and_streams_draw_from_them():
   split_rows = {s: rows_of(exp.task.data(s)["inputs"])
                 for s in ("train", "eval", "test")}
   assert [len(v) for v in split_rows.values()] == [60, 20, 20]  # no duplicates
-  for stream, split in train.DATA_SPLITS.items():
+  for stream, split in experiment.DATA_SPLITS.items():
     drawn = rows_of(train.make_batch_fn(exp, stream)(0)["inputs"])
     assert drawn <= split_rows[split]
     others = set().union(*(v for s, v in split_rows.items() if s != split))
@@ -425,6 +427,7 @@ def test_aan_missing_and_malformed_files(tmp_path):
     make("aan", data_dir=root)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model_name", ["lstm", "transformer"])
 def test_two_tower_encodes_each_document_separately(tmp_path, model_name):
   from seqjax import models  # pylint: disable=import-outside-toplevel
@@ -458,11 +461,12 @@ def aan_window_config(tmp_path, **train_values):
       models.model_config("window", width=8, num_layers=1), **train_values)
 
 
+@pytest.mark.slow
 def test_two_tower_trains_one_step(tmp_path):
   config = aan_window_config(tmp_path, batch_size=4, steps=2, warmup_steps=1)
   exp = train.build(config)
   state = train.init_state(exp)
-  state, metrics = train.make_train_step(exp)(
+  state, metrics = stepping.make_train_step(exp)(
       state, train.make_batch_fn(exp, train.TRAIN)(0))
   assert onp.isfinite(float(metrics["loss"])) and int(state.step) == 1
 
@@ -472,6 +476,7 @@ def test_two_tower_trains_one_step(tmp_path):
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+@pytest.mark.slow
 def test_lra_sweep_runs_generated_tasks_and_file_tasks_given_their_folders(tmp_path):
   from seqjax import sweep  # pylint: disable=import-outside-toplevel
   lra = helpers.load_experiment("lra")
@@ -506,6 +511,7 @@ def test_lra_sweep_runs_generated_tasks_and_file_tasks_given_their_folders(tmp_p
      dict(num_train=32, num_valid=8, num_test=8)),
     ("text", "quick,model=window", dict(length=16)),
 ])
+@pytest.mark.slow
 def test_quick_configs_run_end_to_end(tmp_path, experiment, arg, shrink):
   config = helpers.load_experiment(experiment).get_config(arg)
   config.task.update(shrink)
@@ -518,6 +524,7 @@ def test_quick_configs_run_end_to_end(tmp_path, experiment, arg, shrink):
   assert task.metric in summary["test"] and summary["chance"] == task.chance
 
 
+@pytest.mark.slow
 def test_task_time_benchmark_covers_the_lra_tasks(tmp_path):
   import subprocess  # pylint: disable=import-outside-toplevel
   import sys  # pylint: disable=import-outside-toplevel
@@ -537,23 +544,19 @@ def test_task_time_benchmark_covers_the_lra_tasks(tmp_path):
     assert row["batch"] == 2 and row["generator_ms"] > 0 and row["step_ms"] > 0
 
 
-def test_report_reads_the_tasks_mode_and_needs_no_length_axis(tmp_path):
+def test_report_reads_the_runs_mode_and_needs_no_length_axis(tmp_path):
   """A sweep over tasks and models only (as lra.py's), on a metric to minimise
   (text's bits per byte): the report picks the learning rate with the lowest
   validation value, writes its table, and draws no length plot."""
-  import json  # pylint: disable=import-outside-toplevel
   from seqjax import report  # pylint: disable=import-outside-toplevel
-  lines = []
   for lr, valid, test in [(1e-3, 2.0, 2.1), (3e-3, 1.5, 1.6)]:
-    trial = f"model=lstm,train.learning_rate={lr}"
-    write(os.path.join(tmp_path, trial, "config.json"),
-          json.dumps({"task": {"name": "text"}, "model": {"name": "lstm"}}).encode())
-    lines.append(json.dumps(dict(
-        trial=trial, overrides={"arg.model": "lstm", "train.learning_rate": lr},
-        status="completed", metric="bits_per_byte", mode="min", chance=8.0,
-        final={"bits_per_byte": valid}, test={"bits_per_byte": test},
-        steps_per_s=10.0, peak_memory_mb=1.0, step_temp_mb=1.0, num_params=5)))
-  write(os.path.join(tmp_path, "results.jsonl"), "\n".join(lines).encode())
+    helpers.fake_trial(str(tmp_path), f"model=lstm,train.learning_rate={lr}",
+                       {"arg.model": "lstm", "train.learning_rate": lr}, dict(
+                           metric="bits_per_byte", mode="min", chance=8.0,
+                           final={"bits_per_byte": valid},
+                           test={"bits_per_byte": test}, steps_per_s=10.0,
+                           peak_memory_mb=1.0, step_temp_mb=1.0, num_params=5),
+                       task="text")
   out = report.write(str(tmp_path))
   (point,) = out["text"]["points"]
   assert out["text"]["mode"] == "min"

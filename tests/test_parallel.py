@@ -11,11 +11,13 @@ import sys
 
 import jax
 import numpy as onp
+import pytest
 
 from seqjax import experiment
 from seqjax import metric_log
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+pytestmark = pytest.mark.slow  # every test starts launcher processes on simulated devices
 TINY = ["--config.model.width=16", "--config.train.steps=6",
         "--config.train.batch_size=8", "--config.train.log_every=1",
         "--config.train.checkpoint_every=3", "--config.train.eval_every=3",

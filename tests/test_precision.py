@@ -2,6 +2,7 @@
 
 import jax
 import jax.numpy as jnp
+import pytest
 
 from seqjax import precision
 from seqjax import train
@@ -20,6 +21,7 @@ def test_cast_keeps_numerics_sensitive_parameters_float32():
                     "lru": {"nu_log": "float32"}, "count": "int32"}
 
 
+@pytest.mark.slow
 def test_bfloat16_trains_copy_memory_like_float32(tiny_config, tmp_path):
   tiny_config.train.update(steps=300, eval_every=300, checkpoint_every=300,
                            log_every=100, eval_batches=4, batch_size=16)

@@ -171,6 +171,7 @@ def test_scan_chunk_changes_speed_not_results():
     models.MODELS["gru"](scan_chunk=0)
 
 
+@pytest.mark.slow
 def test_remat_gives_the_same_gradients():
   model, params, tokens = build("lstm")
   remat, _, _ = build("lstm", remat=True)

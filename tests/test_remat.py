@@ -11,6 +11,8 @@ from seqjax import models
 from seqjax.interfaces import IOSpec
 from seqjax.tasks.base import cross_entropy
 
+pytestmark = pytest.mark.slow  # compiles the gradient of every remat model twice
+
 IO = IOSpec(kind="lm", length=12, output_size=7, input_vocab=7)
 
 

@@ -104,6 +104,7 @@ def test_generate_is_greedy_decoding_of_the_teacher_forced_model(cell):
     onp.testing.assert_array_equal(tokens[b, :end + 1], greedy[b, :end + 1])
 
 
+@pytest.mark.slow
 def test_generation_stops_at_eos():
   model, params, source, _ = setup("gru")
   # Make EOS likely but not certain, so that sequences end at different steps.

@@ -6,9 +6,11 @@ import numpy as onp
 import pytest
 
 from seqjax import models
+from seqjax import stepping
 from seqjax import tasks
-from seqjax import train
 from seqjax.tasks import base
+
+pytestmark = pytest.mark.slow  # compiles the full and scored-position gradients per task
 
 TASKS = {
     "associative_recall": dict(length=24, num_pairs=3, vocab=32),
@@ -38,7 +40,7 @@ def test_outputs_at_scored_positions_give_the_full_loss_gradient_and_metrics(
   params = model.init(jax.random.key(1), batch["inputs"])["params"]
 
   def loss(params, batch):
-    at, target = train.scoring(batch)
+    at, target = stepping.scoring(batch)
     outputs = model.apply({"params": params}, batch["inputs"], **at)
     return base.loss_fn(task.loss, outputs, target), task.metrics(outputs, target)
 

@@ -207,6 +207,7 @@ def build(name, **extra):
   return model, params, tokens
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", NAMES)
 @pytest.mark.parametrize("length", [1, 2, 7, 64, 65])
 def test_every_scan_agrees_with_the_sequential_one(name, length):
@@ -334,6 +335,7 @@ def test_bad_config_values_are_config_errors(name, fields, match):
 
 # ---- Remat, precision, diagnostics -------------------------------------------
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", NAMES)
 def test_remat_gives_the_same_gradients(name):
   model, params, tokens = build(name)

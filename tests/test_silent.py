@@ -134,9 +134,11 @@ def test_every_json_file_is_strict(tmp_path):
   line, = open(tmp_path / "metrics.jsonl").read().splitlines()
   assert _strict_load(line)["nonfinite"] == {"grad_norm": "inf"}
 
-  sweep.record(str(tmp_path), "t", {"task.delay": 2}, "completed",
-               {"metric": "accuracy", "final": {"accuracy": float("nan")}})
-  line, = open(tmp_path / "results.jsonl").read().splitlines()
+  sweep_dir = str(tmp_path / "sweep")
+  helpers.fake_trial(sweep_dir, "t", {"task.delay": 2}, {
+      "metric": "accuracy", "final": {"accuracy": float("nan")}, "test": {}})
+  report.write(sweep_dir)
+  line, = open(tmp_path / "sweep" / "results.jsonl").read().splitlines()
   assert _strict_load(line)["final"]["nonfinite"] == {"accuracy": "nan"}
 
 
@@ -190,25 +192,7 @@ def test_model_setting_that_no_model_has_is_refused():
                             model_settings=dict(widht=8), **kwargs)
 
 
-# --- 8. a cut last line of results.jsonl, 10. long trial names ---------------
-
-
-def test_a_cut_last_line_is_skipped_and_repaired(tmp_path):
-  workdir = str(tmp_path)
-  sweep.record(workdir, "a", {"x": 1}, "completed", {"metric": "accuracy"})
-  path = tmp_path / "results.jsonl"
-  with open(path, "a") as f:
-    f.write('{"trial": "b", "overr')   # a runner killed mid-write
-  assert [r["trial"] for r in sweep.read_results(workdir)] == ["a"]
-  sweep.record(workdir, "c", {"x": 3}, "completed", {"metric": "accuracy"})
-  assert [r["trial"] for r in sweep.read_results(workdir)] == ["a", "c"]
-  assert all(_strict_load(line) for line in open(path).read().splitlines())
-
-
-def test_a_malformed_line_in_the_middle_is_an_error(tmp_path):
-  (tmp_path / "results.jsonl").write_text('{"trial": "a"}\n{"tri\n{"trial": "c"}\n')
-  with pytest.raises(ConfigError, match=r"results.jsonl, line 2"):
-    sweep.read_results(str(tmp_path))
+# --- 10. long trial names ---------------------------------------------------
 
 
 def test_long_trial_names_are_shortened_stably(tmp_path):
@@ -227,14 +211,11 @@ def test_long_trial_names_are_shortened_stably(tmp_path):
 
 
 def _fake(workdir, name, overrides, test, task="copy_memory", model="lstm",
-          summary=None):
-  os.makedirs(os.path.join(workdir, name))
-  with open(os.path.join(workdir, name, "config.json"), "w") as f:
-    json.dump({"task": {"name": task}, "model": {"name": model}}, f)
-  sweep.record(workdir, name, overrides, "completed", dict(
+          summary=None, axis=None):
+  helpers.fake_trial(workdir, name, overrides, dict(
       dict(metric="accuracy", chance=0.25, final={"accuracy": test},
            test={"accuracy": test}, steps_per_s=10.0, peak_memory_mb=1.0,
-           num_params=5), **(summary or {})))
+           num_params=5), **(summary or {})), task=task, model=model, axis=axis)
 
 
 def test_report_without_a_length_axis_writes_the_table(tmp_path):
@@ -246,13 +227,14 @@ def test_report_without_a_length_axis_writes_the_table(tmp_path):
   data = report.write(workdir)["copy_memory"]
   assert [p["model"] for p in data["points"]] == ["gru", "lstm"]
   text = open(tmp_path / "report.md").read()
-  assert "No plots" in text and "| gru | - |" in text
+  assert "No line plot: the experiment names no sweep axis" in text
+  assert "| gru | - |" in text
 
 
 def test_report_skips_string_lengths_in_plots_and_says_so(tmp_path):
   workdir = str(tmp_path)
   for i, delay in enumerate([2, 4, "auto"]):
-    _fake(workdir, f"d{i}", {"arg.delay": delay}, 0.5)
+    _fake(workdir, f"d{i}", {"arg.delay": delay}, 0.5, axis="arg.delay")
   report.write(workdir)
   text = open(tmp_path / "report.md").read()
   assert "Not plotted (length not a number): auto" in text
@@ -265,6 +247,7 @@ def test_report_reads_mode_and_baselines_from_results(tmp_path):
   # A "min" metric whose name does not say so: the report must not guess.
   for lr, valid in ((0.1, 0.2), (0.01, 0.9)):
     _fake(workdir, f"lr{lr}", {"task.delay": 4, "train.learning_rate": lr}, valid,
+          axis="task.delay",
           summary=dict(metric="accuracy", mode="min", baselines={
               "memoryless": dict(value=0.3, metric="accuracy", what="w")}))
   data = report.write(workdir)["copy_memory"]
@@ -281,8 +264,8 @@ def test_report_never_averages_trials_of_different_settings(tmp_path):
     for width, acc in ((16, 0.3), (64, 0.9)):
       for seed in (0, 1):
         _fake(workdir, f"l{length}w{width}s{seed}",
-              {"arg.length": length, "arg.width": width, "train.seed": seed},
-              acc + 0.01 * seed)
+              {"arg.width": width, "arg.length": length, "train.seed": seed},
+              acc + 0.01 * seed, axis="arg.length")
   data = report.write(workdir)["copy_memory"]
   assert data["length_key"] == "arg.length"
   got = {(p["length"], p["setting"]["arg.width"]): (p["seeds"], p["test_mean"])
@@ -295,12 +278,12 @@ def test_report_never_averages_trials_of_different_settings(tmp_path):
 
 def test_report_says_when_learning_rates_tie_on_validation(tmp_path):
   workdir = str(tmp_path)
-  for lr in (0.001, 0.003):
+  for lr in (0.003, 0.001):  # written in either order: the smallest is chosen
     _fake(workdir, f"lr{lr}", {"train.learning_rate": lr}, 1.0)
   point = report.write(workdir)["copy_memory"]["points"][0]
   assert point["learning_rate"] == 0.001
   assert point["tied_learning_rates"] == [0.001, 0.003]
-  assert "0.001 (tied on validation with 0.003; first tried)" in open(
+  assert "0.001 (tied on validation with 0.003; the smallest chosen)" in open(
       tmp_path / "report.md").read()
 
 
@@ -311,18 +294,19 @@ def test_report_labels_leave_out_an_override_constant_within_a_task(tmp_path):
   for task in ("copy_memory", "adding"):
     for width in (16, 64):
       _fake(workdir, f"{task}{width}", {"arg.task": task, "arg.length": 4,
-                                        "arg.width": width}, 0.5, task=task)
+                                        "arg.width": width}, 0.5, task=task,
+            axis="arg.length")
   data = report.aggregate(workdir)
   assert sorted(p["label"] for p in data["copy_memory"]["points"]) == [
       "lstm (width=16)", "lstm (width=64)"]
   assert len(data["adding"]["points"]) == 2
 
 
-def test_report_falls_back_to_the_tasks_mode(tmp_path):
+def test_report_takes_the_mode_each_run_recorded(tmp_path):
   workdir = str(tmp_path)
   for lr, mse in ((0.1, 0.2), (0.01, 0.05)):
     _fake(workdir, f"lr{lr}", {"task.length": 8, "train.learning_rate": lr}, 0,
-          task="adding", summary=dict(metric="mse", final={"mse": mse},
+          task="adding", summary=dict(metric="mse", mode="min", final={"mse": mse},
                                       test={"mse": mse}))
   data = report.aggregate(workdir)["adding"]
   assert data["mode"] == "min" and data["points"][0]["learning_rate"] == 0.01
@@ -331,7 +315,7 @@ def test_report_falls_back_to_the_tasks_mode(tmp_path):
 def test_report_gives_each_extra_test_set_for_the_chosen_learning_rate(tmp_path):
   """Induction heads' test_len<N> sets: kept in results.jsonl, reported for the
   learning rate chosen on validation, in natural order; a missing set is the
-  worst score, not left out of the mean."""
+  worst score (scores.worst), not left out of the mean."""
   workdir = str(tmp_path)
   for lr, valid in ((0.1, 0.2), (0.01, 0.9)):
     for seed in (0, 1):
@@ -341,15 +325,15 @@ def test_report_gives_each_extra_test_set_for_the_chosen_learning_rate(tmp_path)
         del extra["test_len1024"]
       _fake(workdir, f"lr{lr}s{seed}", {"train.learning_rate": lr, "train.seed": seed},
             valid, summary=dict(final={"accuracy": valid}, **extra))
-  lines = sweep.read_results(workdir)
-  assert lines[0]["extra_tests"]["test_len128"] == {"accuracy": 1.0}
+  rows = {r["trial"]: r for r in report.results(workdir)}
+  assert rows["lr0.1s0"]["extra_tests"]["test_len128"] == {"accuracy": 1.0}
   point = report.write(workdir)["copy_memory"]["points"][0]
   assert point["learning_rate"] == 0.01 and point["tied_learning_rates"] == []
   assert list(point["extra_tests"]) == ["test_len128", "test_len1024"]
   assert point["extra_tests"]["test_len128"] == pytest.approx(
       dict(mean=0.6, min=0.1, max=1.1))
-  assert point["extra_tests"]["test_len1024"] == pytest.approx(
-      dict(mean=0.005, min=0.0, max=0.01))
+  assert point["extra_tests"]["test_len1024"] == dict(mean=-math.inf, min=-math.inf,
+                                                      max=0.01)
   text = open(tmp_path / "report.md").read()
   assert "| model | length | test (training length) | test_len128 | test_len1024 |" in text
   assert (tmp_path / "copy_memory_extra_tests.png").exists()
@@ -415,7 +399,8 @@ def test_loading_a_damaged_checkpoint_is_a_config_error(trained, tmp_path):
     for name in files:
       if "ocdbt.process" in root:
         open(os.path.join(root, name), "w").close()  # cut to nothing
-  with pytest.raises(ConfigError, match=r"checkpoints/6 cannot be read.*--step of \[4, 6\]"):
+  with pytest.raises(ConfigError, match=r"checkpoints/6 cannot be read: its "
+                     r"array .* Use another \(4: --step\)"):
     experiment.load(workdir, 6)
   assert experiment.load(workdir, 4).step == 4
 
@@ -429,11 +414,10 @@ TINY_SWEEP = os.path.join(ROOT, "tests", "experiments", "tiny_sweep.py")
 def test_command_line_overrides_apply_to_every_trial_after_its_own():
   plain = sweep.expand(TINY_SWEEP, None)
   trials = sweep.expand(TINY_SWEEP, None, {"model.width": 4, "task.delay": 9})
-  assert [n for n, _ in trials] == [n for n, _ in plain]  # names unchanged
-  module = sweep.load_experiment(TINY_SWEEP)
-  for (_, own), (_, merged) in zip(plain, trials):
-    assert merged == {**own, "model.width": 4, "task.delay": 9}
-    config = sweep.trial_config(module, None, merged)
+  assert [t.name for t in trials] == [t.name for t in plain]  # names unchanged
+  for own, merged in zip(plain, trials):
+    assert merged.overrides == {**own.overrides, "model.width": 4, "task.delay": 9}
+    config = merged.config
     assert (config.model.width, config.task.delay) == (4, 9)  # after arg.delay
   with pytest.raises(ConfigError, match="names no config key"):
     sweep.expand(TINY_SWEEP, None, {"model.widht": 4})
@@ -447,6 +431,7 @@ def test_overrides_are_read_from_argv_with_the_parsed_values():
                                                        "train.lr": 0.5}
 
 
+@pytest.mark.slow
 def test_launch_sweep_applies_command_line_overrides(tmp_path):
   import subprocess, sys  # pylint: disable=import-outside-toplevel,multiple-imports
   workdir = str(tmp_path / "sweep")
@@ -455,7 +440,7 @@ def test_launch_sweep_applies_command_line_overrides(tmp_path):
        f"--workdir={workdir}", "--sweep_shard=0/4", "--config.model.width=4"],
       cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
   assert result.returncode == 0, result.stderr[-2000:]
-  lines = sweep.read_results(workdir)
+  lines = report.results(workdir)
   assert len(lines) == 2  # one group of 8 trials' 4 (two learning rates)
   for line in lines:
     assert line["overrides"]["model.width"] == 4

@@ -6,12 +6,15 @@ import os
 import subprocess
 import sys
 
+import ml_collections
 import pytest
 
 from seqjax import report
 from seqjax import run_lock
 from seqjax import sweep
 from seqjax.errors import ConfigError
+
+import helpers  # pylint: disable=g-bad-import-order
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = os.path.join(ROOT, "tests", "experiments", "tiny_sweep.py")
@@ -51,8 +54,8 @@ def test_shards_are_disjoint_and_complete():
   trials = sweep.expand(TINY, None)
   assert len(trials) == 8
   parts = [sweep.shard(trials, f"{i}/3") for i in range(3)]
-  names = [n for part in parts for n, _ in part]
-  assert sorted(names) == sorted(n for n, _ in trials)
+  names = [t.name for part in parts for t in part]
+  assert sorted(names) == sorted(t.name for t in trials)
   with pytest.raises(ConfigError, match="--sweep_shard='3/2'"):
     sweep.shard(trials, "3/2")
 
@@ -86,47 +89,55 @@ def test_lock_keeps_a_second_process_off_and_stale_locks_are_taken(tmp_path):
 
 def test_sweep_runs_resumes_records_failures_and_reports(tmp_path, monkeypatch):
   workdir = str(tmp_path / "sweep")
-  monkeypatch.setattr(sweep, "expand", lambda path, arg, overrides=None: [
-      (sweep.trial_name(o), o) for o in
-      sweep.product(sweep.values("arg.model", ["lstm"]),
-                    sweep.values("arg.delay", [2, 4]),
-                    sweep.values("train.learning_rate", [0.01, 0.001]))
-  ] + [("fail=True", {"arg.fail": True})])
+  module = sweep.load_experiment(TINY)
+  grid = sweep.product(sweep.values("arg.model", ["lstm"]),
+                       sweep.values("arg.delay", [2, 4]),
+                       sweep.values("train.learning_rate", [0.01, 0.001]))
+  trials = [sweep.Trial(sweep.trial_name(o), o, sweep.trial_config(module, None, o), 4)
+            for o in grid + [{"arg.fail": True}]]  # the last one crashes
+  monkeypatch.setattr(sweep, "expand", lambda path, arg, overrides=None: trials)
   counts = sweep.run(TINY, None, workdir, jobs=2, out=open(os.devnull, "w"))
   assert counts == {"done": 4, "running": 0, "failed": 1, "interrupted": 0,
                     "held": 0}
-  results = {r["trial"]: r for r in sweep.read_results(workdir)}
+  results = {r["trial"]: r for r in report.results(workdir)}
   assert len(results) == 5
-  assert results["fail=True"]["status"] == "failed"
-  assert "bogus" in results["fail=True"]["error"]
+  failed = results["fail=True"]
+  assert failed["status"] == "failed" and "no final summary.json" in failed["error"]
+  assert "bogus" in open(os.path.join(workdir, failed["log"])).read()
   done = results["model=lstm,delay=2,train.learning_rate=0.01"]
   assert done["status"] == "completed" and done["metric"] == "accuracy"
+  assert done["axis"] == "arg.delay"  # tiny_sweep.py's SWEEP_AXIS
+  assert done["overrides"] == grid[0]
   for key in ("chance", "final", "best", "test", "num_params", "steps_per_s",
               "wall_time_s", "peak_memory_mb", "step_temp_mb"):
     assert done[key] is not None, key
 
   # Rerun: completed trials are not run again, the failed one is retried,
-  # and results.jsonl still has one line per trial.
+  # and the report still has one line per trial.
   stamp = os.path.getmtime(os.path.join(workdir, done["trial"], "summary.json"))
   out = io.StringIO()
   counts = sweep.run(TINY, None, workdir, jobs=1, out=out)
   assert counts["done"] == 4 and counts["failed"] == 1
   assert "4 of 5 trials already finished" in out.getvalue()
   assert os.path.getmtime(os.path.join(workdir, done["trial"], "summary.json")) == stamp
-  assert len(sweep.read_results(workdir)) == 5
+  assert len(report.results(workdir)) == 5
 
   data = report.write(workdir)["copy_memory"]
   assert data["length_key"] == "arg.delay" and data["chance"] == 0.25
   assert [(p["model"], p["length"]) for p in data["points"]] == [("lstm", 2), ("lstm", 4)]
   assert os.path.exists(os.path.join(workdir, "copy_memory_accuracy.png"))
-  assert "| lstm | 2 |" in open(os.path.join(workdir, "report.md")).read()
+  text = open(os.path.join(workdir, "report.md")).read()
+  assert "| lstm | 2 |" in text
+  assert f"- fail=True: failed, no final summary.json after its group ended (log: {failed['log']})" in text
+  with open(os.path.join(workdir, "results.jsonl")) as f:
+    assert [json.loads(line) for line in f] == report.results(workdir)
 
 
 def test_time_left_counts_only_the_trials_still_to_train():
   """Finished trials not yet reached in this run take no time: 10 trials, 8
   finished before, 1 trained at 2 s, so 1 left, about 2 s (not 18 s)."""
   out = io.StringIO()
-  runner = sweep._Runner("x.py", None, "/nonexistent", 1, out)  # pylint: disable=protected-access
+  runner = sweep._Runner("/nonexistent", 1, out)  # pylint: disable=protected-access
   runner.total, runner.durations = 10, [2.0]
   runner.finished = {f"t{i}" for i in range(8)}
   runner.counts["done"] = 1
@@ -151,9 +162,10 @@ def test_a_group_runs_single_threaded_eigen_even_with_several_cores(
 
   monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_enable_fast_math=false")
   monkeypatch.setattr(sweep.subprocess, "Popen", popen)
-  runner = sweep._Runner("x.py", None, str(tmp_path), 1, io.StringIO())  # pylint: disable=protected-access
+  runner = sweep._Runner(str(tmp_path), 1, io.StringIO())  # pylint: disable=protected-access
+  trial = sweep.Trial("t", {}, ml_collections.ConfigDict(), 4)
   with pytest.raises(Started):
-    runner._run([("t", {})], {"cores": [0, 1, 2, 3]})  # pylint: disable=protected-access
+    runner._run([trial], {"cores": [0, 1, 2, 3]})  # pylint: disable=protected-access
   assert seen["XLA_FLAGS"] == ("--xla_cpu_enable_fast_math=false "
                                "--xla_cpu_multi_thread_eigen=false")
   out = io.StringIO()
@@ -164,14 +176,11 @@ def test_a_group_runs_single_threaded_eigen_even_with_several_cores(
   assert "each group gets 2 cores" in out.getvalue() and "--jobs=4" in out.getvalue()
 
 
-def _fake_trial(workdir, name, overrides, valid, test, status="completed"):
-  os.makedirs(os.path.join(workdir, name))
-  with open(os.path.join(workdir, name, "config.json"), "w") as f:
-    json.dump({"task": {"name": "copy_memory"}, "model": {"name": "lstm"}}, f)
-  summary = dict(status=status, metric="accuracy", chance=0.125,
-                 final={"accuracy": valid}, test={"accuracy": test},
-                 steps_per_s=10.0, peak_memory_mb=100.0, num_params=5)
-  sweep.record(workdir, name, overrides, status, summary)
+def _fake_trial(workdir, name, overrides, valid, test):
+  helpers.fake_trial(workdir, name, overrides, dict(
+      metric="accuracy", chance=0.125, final={"accuracy": valid},
+      test={"accuracy": test}, steps_per_s=10.0, peak_memory_mb=100.0,
+      num_params=5))
 
 
 def test_report_picks_the_learning_rate_on_validation_not_test(tmp_path):
@@ -196,5 +205,36 @@ def test_launch_sweep_mode_end_to_end(tmp_path):
        f"--workdir={workdir}", "--jobs=2", "--sweep_shard=0/4"],
       cwd=ROOT, capture_output=True, text=True, timeout=300)
   assert result.returncode == 0, result.stderr[-2000:]
-  assert len(sweep.read_results(workdir)) == 2  # 8 trials, shard 0 of 4
+  assert len(report.results(workdir)) == 2  # 8 trials, shard 0 of 4
+  assert len(open(os.path.join(workdir, "results.jsonl")).readlines()) == 2
   assert os.path.exists(os.path.join(workdir, "report.md"))
+
+
+def test_the_plot_axis_is_the_one_the_experiment_names_in_any_order(tmp_path):
+  """reproduce.py's MQAR sweep with its length and width lines swapped: the
+  overrides come in another order, the axis (SWEEP_AXIS) stays the length."""
+  axis = helpers.load_experiment("reproduce").SWEEP_AXIS
+  got = []
+  for order in (("arg.length", "arg.width"), ("arg.width", "arg.length")):
+    workdir = str(tmp_path / order[0])
+    for length in (64, 128):
+      for width in (16, 64):
+        values = {"arg.length": length, "arg.width": width}
+        helpers.fake_trial(workdir, f"l{length}w{width}",
+                           {"arg.model": "lstm", **{k: values[k] for k in order}},
+                           dict(metric="accuracy", chance=0.0, final={"accuracy": 0.5},
+                                test={"accuracy": width / 100}),
+                           task="associative_recall", axis=axis)
+    data = report.write(workdir)["associative_recall"]
+    assert data["length_key"] == "arg.length"
+    got.append([(p["length"], p["setting"], p["test_mean"]) for p in data["points"]])
+  assert got[0] == got[1] == [(64, {"arg.width": 16}, 0.16), (128, {"arg.width": 16}, 0.16),
+                              (64, {"arg.width": 64}, 0.64), (128, {"arg.width": 64}, 0.64)]
+
+
+def test_an_axis_that_is_no_override_of_the_sweep_is_refused(tmp_path):
+  path = tmp_path / "bad_axis.py"
+  path.write_text(open(TINY).read().replace('SWEEP_AXIS = "arg.delay"',
+                                            'SWEEP_AXIS = "arg.length"'))
+  with pytest.raises(ConfigError, match="SWEEP_AXIS='arg.length' is no override"):
+    sweep.expand(str(path), None)

@@ -15,9 +15,11 @@ import pytest
 
 from seqjax import configs
 from seqjax import models
+from seqjax import stepping
 from seqjax import tasks
 from seqjax import train
 from seqjax.errors import ConfigError
+from seqjax.experiment import DATA_SPLITS
 from seqjax.tasks import flip_flop as flip_flop_lib
 from seqjax.tasks import listops as listops_lib
 
@@ -350,7 +352,7 @@ def test_dataset_streams_draw_from_disjoint_splits(name):
   task = exp.task
   split_rows = {s: rows_of(task.data(s)["inputs"])
                 for s in ("train", "eval", "test")}
-  for stream, split in train.DATA_SPLITS.items():
+  for stream, split in DATA_SPLITS.items():
     fn = train.make_batch_fn(exp, stream)
     drawn = rows_of(fn(0)["inputs"]) | rows_of(fn(1)["inputs"])
     assert drawn <= split_rows[split], split
@@ -364,9 +366,9 @@ def test_eval_splits_and_their_tasks():
   exp = experiment("flip_flop")
   names = lambda splits: [s.name for s in splits]
   assert names(train.eval_splits(exp, "eval")) == ["eval", "eval_dense", "eval_sparse"]
-  assert train.find_split(exp, "test_sparse").task.p_ignore == 0.98
-  assert train.find_split(exp, "test_sparse").stream == train.TEST
-  assert train.find_split(exp, "test").task is exp.task
+  assert stepping.find_split(exp, "test_sparse").task.p_ignore == 0.98
+  assert stepping.find_split(exp, "test_sparse").stream == train.TEST
+  assert stepping.find_split(exp, "test").task is exp.task
   exp = experiment("induction_heads")
   assert names(train.eval_splits(exp, "test")) == ["test", "test_len32"]
   assert names(train.eval_splits(experiment("adding"), "eval")) == ["eval"]

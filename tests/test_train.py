@@ -10,8 +10,9 @@ import numpy as onp
 import pytest
 
 from seqjax import experiment
-from seqjax import train
 from seqjax import metric_log
+from seqjax import stepping
+from seqjax import train
 
 
 def _leaves_equal(a, b):
@@ -23,6 +24,11 @@ def _records(workdir):
   """metrics.jsonl without the wall-clock fields."""
   return [{k: v for k, v in r.items() if k != "steps_per_s"}
           for r in metric_log.read(os.path.join(workdir, "metrics.jsonl"))]
+
+
+def checkpoints_of(workdir):
+  return sorted(int(d) for d in os.listdir(os.path.join(workdir, "checkpoints"))
+                if d.isdigit())
 
 
 def test_end_to_end_run_writes_files_and_restores(tiny_config, tmp_path):
@@ -40,10 +46,11 @@ def test_end_to_end_run_writes_files_and_restores(tiny_config, tmp_path):
       tiny_config.to_json())
   records = _records(workdir)
   assert [r["step"] for r in records if r["split"] == "train"] == [1, 2, 3, 4, 5, 6]
-  assert [r["step"] for r in records if r["split"] == "eval"] == [2, 4, 6]
+  # Learning curves start at the initialisation: an evaluation at step 0.
+  assert [r["step"] for r in records if r["split"] == "eval"] == [0, 2, 4, 6]
   for name in ("loss", "accuracy", "grad_norm", "param_norm", "update_norm",
                "learning_rate"):
-    assert onp.isfinite(records[0][name]), name
+    assert onp.isfinite(records[1][name]), name  # the first train record
   assert os.listdir(os.path.join(workdir, "tb"))
 
   # Restoring a checkpoint gives back the parameters that produced its metrics.
@@ -52,9 +59,14 @@ def test_end_to_end_run_writes_files_and_restores(tiny_config, tmp_path):
   assert _leaves_equal(
       jax.tree_util.tree_map(jnp.shape, restored.params),
       jax.tree_util.tree_map(jnp.shape, train.init_state(exp).params))
-  again = train.evaluate(exp, restored.params, "eval")
+  again = stepping.evaluate(exp, restored.params, "eval")
   assert again == pytest.approx(
       {k: v for k, v in summary["final"].items() if k != "step"}, rel=1e-6)
+  at_init = stepping.evaluate(exp, train.init_state(exp).params, "eval")
+  assert at_init == pytest.approx(
+      {k: v for k, v in records[0].items() if k not in ("step", "split")}, rel=1e-6)
+  assert records[0]["split"] == "eval"
+  assert 0 not in checkpoints_of(workdir)  # step 0 is evaluated, not saved
 
   # --mode=eval restores the best checkpoint and writes eval_<step>.json.
   result = train.evaluate_checkpoint(workdir)
@@ -67,9 +79,7 @@ def test_checkpoints_keep_last_k_plus_best(tiny_config, tmp_path):
   tiny_config.train.update(steps=10, keep_checkpoints=1)
   workdir = str(tmp_path / "run")
   summary = train.train_and_evaluate(tiny_config, workdir, progress=False)
-  kept = sorted(int(d) for d in os.listdir(os.path.join(workdir, "checkpoints"))
-                if d.isdigit())
-  assert kept == sorted({10, summary["best"]["step"]})
+  assert checkpoints_of(workdir) == sorted({10, summary["best"]["step"]})
 
 
 def test_golden_first_training_step(tiny_config):
@@ -80,7 +90,7 @@ def test_golden_first_training_step(tiny_config):
   """
   exp = train.build(tiny_config)
   state = train.init_state(exp)
-  batch_fn, train_step = train.make_batch_fn(exp, train.TRAIN), train.make_train_step(exp)
+  batch_fn, train_step = train.make_batch_fn(exp, train.TRAIN), stepping.make_train_step(exp)
   assert batch_fn(0)["inputs"][0].tolist() == [2, 4, 0, 0, 0, 5, 0, 0]
   state, first = train_step(state, batch_fn(0))   # learning rate 0 (warmup)
   state, second = train_step(state, batch_fn(1))  # learning rate 1e-2

@@ -12,17 +12,17 @@ from seqjax import train
 def _spy_on_steps(monkeypatch):
   """Records, at every train step, whether an implicit transfer is refused."""
   refused = []
-  step = train._Program._step  # pylint: disable=protected-access
+  step = train._Group.step  # pylint: disable=protected-access
 
-  def spying(self, batch, started):
+  def spying(self, batch, i):
     try:
       jax.numpy.asarray(onp.ones(1, onp.float32)) + 0  # an implicit transfer
       refused.append(False)
     except Exception:  # pylint: disable=broad-except
       refused.append(True)
-    return step(self, batch, started)
+    return step(self, batch, i)
 
-  monkeypatch.setattr(train._Program, "_step", spying)  # pylint: disable=protected-access
+  monkeypatch.setattr(train._Group, "step", spying)  # pylint: disable=protected-access
   return refused
 
 

@@ -161,6 +161,25 @@ def test_generate_is_greedy_decoding_of_the_teacher_forced_model():
     onp.testing.assert_array_equal(row[:stop + 1], best[:stop + 1])
 
 
+def test_unmasked_decoder_sees_later_targets_but_generates_causally():
+  """causal_decoder=False (the causal_mask reproduction) unmasks teacher
+  forcing only: logits at t change with a later decoder input, and generation,
+  which decodes from a cache, equals the masked model's with the same params."""
+  masked = TransformerEncDecConfig(**TINY).build(SEQ2SEQ)
+  unmasked = TransformerEncDecConfig(causal_decoder=False, **TINY).build(SEQ2SEQ)
+  source = jax.random.randint(jax.random.key(17), (4, 5), 0, 6)
+  target = jax.random.randint(jax.random.key(18), (4, 6), 0, 5)
+  params = jax.jit(masked.init)(jax.random.key(19), source, target)["params"]
+  later = target.at[:, 4].set((target[:, 4] + 1) % 5)   # changes position 4 only
+  for model, sees_later in ((masked, False), (unmasked, True)):
+    logits = lambda t: onp.asarray(jax.jit(model.apply)({"params": params}, source, t))
+    change = onp.abs(logits(target)[:, :4] - logits(later)[:, :4]).max()
+    assert (change > 1e-3) if sees_later else change == 0.0
+  generate = lambda m: onp.asarray(jax.jit(lambda p, s: m.apply(
+      {"params": p}, s, method="generate", max_length=6))(params, source))
+  onp.testing.assert_array_equal(generate(unmasked), generate(masked))
+
+
 def test_sampled_generation_stops_at_eos():
   model = TransformerEncDecConfig(**TINY).build(SEQ2SEQ)
   source = jax.random.randint(jax.random.key(17), (32, 5), 0, 6)

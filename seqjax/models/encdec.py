@@ -2,7 +2,8 @@
 All You Need", for tasks of kind seq2seq.
 
 The encoder is a bidirectional stack over the embedded source. The decoder embeds
-the target tokens, runs masked (causal) self-attention, cross-attention whose keys
+the target tokens, runs masked (causal) self-attention (unmasked in teacher forcing
+with `causal_decoder=False`, a demonstration only), cross-attention whose keys
 and values come from the top encoder layer, and the MLP in every block, then
 projects to the vocabulary. Training uses teacher forcing; `generate` decodes
 autoregressively with a KV cache, greedily or by temperature sampling, and stops
@@ -54,7 +55,9 @@ class TargetDecoder(nn.Module):
     cfg = self.config
     x_BxTxD = nn.Embed(self.vocab, cfg.width, name="embed")(tokens_BxT)
     positions_T = decode_positions(self, tokens_BxT.shape[1], decode)
-    y_BxTxD = Stack(cfg, cfg.positional, True, self.max_length, self.cache_length,
+    # Decoding (a cache filled left to right) is causal whatever the config.
+    causal = cfg.causal_decoder or decode
+    y_BxTxD = Stack(cfg, cfg.positional, causal, self.max_length, self.cache_length,
                     name="decoder")(x_BxTxD, positions_L=positions_T,
                                     context_BxSxD=encoded_BxSxD, train=train,
                                     decode=decode)
@@ -129,6 +132,10 @@ class TransformerEncDec(nn.Module):
 class TransformerEncDecConfig(AttentionModelConfig):
   """`config.model` fields of `transformer_encdec`; num_layers is per stack."""
   positional: str = "sinusoidal"  # none | sinusoidal | learned | rope | alibi
+  # False: the decoder's self-attention is unmasked in teacher forcing (each
+  # position sees the target it predicts), the mistake the causal_mask
+  # reproduction demonstrates; generation still decodes causally.
+  causal_decoder: bool = True
 
   def __post_init__(self):
     super().__post_init__()

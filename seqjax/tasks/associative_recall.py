@@ -39,7 +39,7 @@ class AssociativeRecall:
   loss = "xent"
   metric = "accuracy"     # accuracy at the P query positions
   mode = "max"
-  solved = 0.99
+  solved_level = 1.0
 
   def __post_init__(self):
     configs.check_positive("task", length=self.length, num_pairs=self.num_pairs,

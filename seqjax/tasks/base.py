@@ -98,6 +98,12 @@ def scored_metrics(logits_BxLxV, batch):
               sequence_accuracy=sequence_accuracy(logits_BxLxV, targets, mask))
 
 
+def solved_level(task, level: float | None) -> float | None:
+  """The level of the headline metric that counts as solved: `level` (the
+  config's `train.solved_level`) if given, else the task's `solved_level`."""
+  return task.solved_level if level is None else level
+
+
 def describe(task) -> dict:
   """What a run's numbers are measured against: the headline `metric`, its
   `mode` ("max" or "min" is better), its uniform `chance` level and the task's

@@ -40,7 +40,7 @@ class CopyMemory:
   loss = "xent"
   metric = "accuracy"     # accuracy at the k recall positions
   mode = "max"
-  solved = 0.99
+  solved_level = 1.0
 
   def __post_init__(self):
     configs.check_positive("task", delay=self.delay,

@@ -46,7 +46,7 @@ class FlipFlop:
   metric = "accuracy"          # accuracy of the bit predicted at each read
   mode = "max"
   chance = 0.5
-  solved = 0.999
+  solved_level = 1.0
 
   def __post_init__(self):
     configs.check_positive("task", num_instructions=self.num_instructions)

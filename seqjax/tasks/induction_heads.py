@@ -33,7 +33,7 @@ class InductionHeads:
   loss = "xent"
   metric = "accuracy"                   # accuracy at the last position
   mode = "max"
-  solved = 0.99
+  solved_level = 1.0
 
   def __post_init__(self):
     object.__setattr__(self, "eval_lengths", tuple(self.eval_lengths))

@@ -319,7 +319,7 @@ class Pathfinder(datafiles.LabelledDataset):
   loss = "xent"
   metric = "accuracy"         # accuracy of connected / not connected
   mode = "max"
-  solved = 0.9
+  solved_level = 1.0
 
   def __post_init__(self):
     configs.check_choice("task", "resolution", self.resolution, tuple(PRESETS))

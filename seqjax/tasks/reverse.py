@@ -34,7 +34,7 @@ class Reverse:
   loss = "xent"
   metric = "exact_match"  # generated outputs equal to the target (evaluation)
   mode = "max"
-  solved = 0.99
+  solved_level = 1.0
 
   def __post_init__(self):
     configs.check_positive("task", length=self.length, vocab=self.vocab)

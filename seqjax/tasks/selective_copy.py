@@ -36,7 +36,7 @@ class SelectiveCopy:
   loss = "xent"
   metric = "accuracy"     # accuracy at the M marker positions
   mode = "max"
-  solved = 0.99
+  solved_level = 1.0
 
   def __post_init__(self):
     configs.check_positive("task", length=self.length,

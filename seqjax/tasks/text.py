@@ -82,7 +82,7 @@ class Text:
   loss = "xent"
   metric = "bits_per_byte"
   mode = "min"
-  solved = 1.5                  # no natural threshold: a good small char model
+  solved_level = None           # no natural threshold for bits per byte
 
   def __post_init__(self):
     configs.check_choice("task", "unit", self.unit, UNITS)

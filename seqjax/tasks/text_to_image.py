@@ -148,7 +148,7 @@ class TextToImage:
   loss = "xent"
   metric = "image_nll"           # cross-entropy of image tokens, nats per token
   mode = "min"
-  solved = None                  # no threshold; see `seqjax.digit_eval`
+  solved_level = None            # no threshold; see `seqjax.digit_eval`
 
   def __post_init__(self):
     object.__setattr__(self, "vocabulary", tuple(self.vocabulary))

@@ -46,7 +46,7 @@ class VQVAEDigits:
   loss = "xent"
   metric = "pixel_accuracy"
   mode = "max"
-  solved = 0.99
+  solved_level = 1.0
 
   def __post_init__(self):
     check_grey_levels(self.grey_levels)

@@ -31,6 +31,9 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
   return config
 
 
+SWEEP_AXIS = "arg.delay"
+
+
 def get_sweep(arg=None):
   """grid=models: 8 trials in 4 groups; grid=seeds: 4 trials in one group."""
   if configs.parse_arg(arg, model=str, delay=int, fail=False,
