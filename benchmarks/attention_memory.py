@@ -38,24 +38,27 @@ _POINT = flags.DEFINE_string("point", "", "Internal: IMPL:LENGTH to measure.")
 FLAGS = flags.FLAGS   # --width --layers --vocab are step_time's flags.
 
 
-def measure(impl: str, length: int) -> dict:
+def measure(impl: str, length: int, width: int, layers: int, vocab: int,
+            heads: int, block_size: int, run_limit_gib: float) -> dict:
   """Compiles (and maybe runs) one train step at batch 1; in this process."""
   cfg = step_time.model_section(
-      "transformer", FLAGS.width, FLAGS.layers,
-      f"num_heads={_HEADS.value},attention_impl={impl},block_size={_BLOCK.value},"
+      "transformer", width, layers,
+      f"num_heads={heads},attention_impl={impl},block_size={block_size},"
       "positional=rope")
-  exp = step_time.experiment(cfg, length, FLAGS.vocab, 1)
-  state = train.init_state(exp)
-  batch = train.make_batch_fn(exp, train.TRAIN)(0)
+  exp = step_time.experiment(cfg, length, vocab, 1)
+  abstract = (train.abstract_state(exp), jax.eval_shape(
+      train.make_batch_fn(exp, train.TRAIN), 0))
   t0 = time.perf_counter()
-  compiled = stepping.make_train_step(exp).lower(state, batch).compile()
+  compiled = stepping.make_train_step(exp).lower(*abstract).compile()
   mem = compiled.memory_analysis()
   need = (mem.temp_size_in_bytes + mem.argument_size_in_bytes
           + mem.output_size_in_bytes)
   out = dict(impl=impl, length=length, compile_s=time.perf_counter() - t0,
              xla_temp_mib=mem.temp_size_in_bytes / 2**20,
              xla_total_mib=need / 2**20, ran=False)
-  if need < _RUN_LIMIT.value * 2**30:
+  if need < run_limit_gib * 2**30:
+    state = train.init_state(exp)
+    batch = train.make_batch_fn(exp, train.TRAIN)(0)
     t0 = time.perf_counter()
     state, metrics = compiled(state, batch)
     loss = float(jax.device_get(metrics["loss"]))
@@ -69,7 +72,9 @@ def main(argv):
   machine.setup()
   if _POINT.value:
     impl, length = _POINT.value.split(":")
-    machine.emit(measure(impl, int(length)))
+    machine.emit(measure(impl, int(length), FLAGS.width, FLAGS.layers,
+                         FLAGS.vocab, _HEADS.value, _BLOCK.value,
+                         _RUN_LIMIT.value))
     return
   passthrough = [f"--{k}={FLAGS[k].value}" for k in
                  ("width", "layers", "vocab", "heads", "block_size",

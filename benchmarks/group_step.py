@@ -33,17 +33,30 @@ F = flags.FLAGS  # step_time's: --batch --length --width --layers --vocab --step
 _GROUP = flags.DEFINE_integer("group", 4, "Runs in the group (N).")
 
 
-def group_step(exp: train.Experiment, n: int):
-  """seqjax's compiled group step of `n` runs of `exp` (different initial
-  parameters and batches, equal hyperparameters) as a callable that blocks."""
+def group_args(exp: train.Experiment, n: int) -> tuple:
+  """The arguments of `train.make_group_step(exp)` for `n` runs of `exp`
+  (seeds 0..n-1: different initial parameters and batches, equal
+  hyperparameters): (state, alive, batch, hp, dropout keys, started). Under
+  `jax.eval_shape`, their shapes without allocating them."""
   seeds = list(range(n))
-  state = jax.jit(jax.vmap(train.init_fn(exp)))(  # pylint: disable=protected-access
-      stepping.stream_keys(seeds, train.INIT))
+  # Each run initialised alone and stacked, as train.py's groups are: a vmapped
+  # init runs the orthogonal initialiser's QR as one batched LAPACK call, which
+  # was seen to hang on XLA:CPU (all threads waiting, in jax::ParallelBatchMap).
+  init = jax.jit(train.init_fn(exp))
+  state = jax.tree_util.tree_map(
+      lambda *xs: jnp.stack(xs),
+      *[init(key) for key in stepping.stream_keys(seeds, train.INIT)])
   batch = stepping.make_group_batch_fn(exp, seeds, train.TRAIN)(0)
   hp = {k: jnp.full((n,), v, jnp.float32)
         for k, v in train.hyperparameters(exp.train).items()}
   keys = stepping.stream_keys(seeds, train.DROPOUT)
-  alive, started = jnp.ones(n, bool), jnp.ones(n, bool)
+  return state, jnp.ones(n, bool), batch, hp, keys, jnp.ones(n, bool)
+
+
+def group_step(exp: train.Experiment, n: int):
+  """seqjax's compiled group step of `n` runs of `exp` (`group_args`) as a
+  callable that blocks."""
+  state, alive, batch, hp, keys, started = group_args(exp, n)
   t0 = time.perf_counter()
   compiled = stepping.make_group_step(exp).lower(
       state, alive, batch, hp, keys, started).compile()

@@ -31,6 +31,8 @@ from absl import flags
 import jax
 import jaxlib
 
+from seqjax import sweep
+
 _ISA = flags.DEFINE_enum(
     "isa", "native", ["native", "avx2"],
     "native: the CPU as it is; avx2: emulate a CPU without AVX-512 (XLA:CPU, "
@@ -79,6 +81,15 @@ def setup() -> None:
         os.environ.get("XLA_FLAGS", ""), "--xla_cpu_max_isa=AVX2"]))
     os.environ.update(AVX2_ENV)
     limit_ynnpack_to_avx2()
+
+
+def single_threaded_eigen() -> None:
+  """XLA:CPU's Eigen on one thread, as a sweep runs its groups: a vmapped group
+  step can hang multi-threaded (docs/benchmarks.md, "A trial group that
+  hangs"). Call right after `setup()`, for scripts that run group steps; it
+  changes nothing on a GPU or TPU."""
+  os.environ["XLA_FLAGS"] = " ".join(filter(None, [
+      os.environ.get("XLA_FLAGS", ""), sweep.SINGLE_THREADED_EIGEN]))
 
 
 def limit_ynnpack_to_avx2() -> None:

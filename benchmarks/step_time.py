@@ -80,10 +80,13 @@ def model_section(name: str, width: int, layers: int, extra: str):
   return section
 
 
-def experiment(model_cfg, length: int, vocab: int, batch: int) -> train.Experiment:
+def experiment(model_cfg, length: int, vocab: int, batch: int,
+               **train_fields) -> train.Experiment:
+  """`model_cfg` on `RandomTokens`; `train_fields` replace the train defaults
+  (`compute_dtype="bfloat16"`)."""
   task = RandomTokens(length, vocab)
   train_cfg = configs.train_config(configs.train_defaults())
-  train_cfg = dataclasses.replace(train_cfg, batch_size=batch)
+  train_cfg = dataclasses.replace(train_cfg, batch_size=batch, **train_fields)
   tx, schedule = make_optimizer(train_cfg)
   mesh_cfg = parallel.MeshConfig()
   return train.Experiment(None, task, models.build(model_cfg, task.io), train_cfg,

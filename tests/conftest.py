@@ -34,3 +34,9 @@ def tiny_config():
   """A copy-memory LSTM run that trains in about a second."""
   import helpers  # pylint: disable=import-outside-toplevel
   return helpers.tiny_copy_memory_config()
+
+
+def pytest_configure(config):
+  config.addinivalue_line(
+      "markers", "accelerator: needs a GPU (skipped without one); run by "
+      "`python -m benchmarks.accelerator`")

@@ -14,9 +14,10 @@ pytestmark = pytest.mark.slow  # every test starts a benchmark process
 TINY = ["--batch=2", "--length=8", "--steps=1"]
 
 
-def run(module, *flags):
+def run(module, *flags, timeout=300):
   out = subprocess.run([sys.executable, "-m", module, *flags], cwd=ROOT,
-                       capture_output=True, text=True, timeout=300, check=True)
+                       capture_output=True, text=True, timeout=timeout,
+                       check=True)
   return [json.loads(line) for line in out.stdout.splitlines()
           if line.startswith("{")]
 
@@ -105,3 +106,65 @@ def test_group_step():
   for row in rows:
     assert row["group"] == 2 and row["solo_ms"] > 0 and row["group_ms"] > 0
     assert row["group_over_n_solo"] > 0
+
+
+def test_accelerator_smoke_writes_every_section(tmp_path):
+  """The GPU check's code paths at tiny sizes on this machine; what needs a GPU
+  is marked skipped with the reason."""
+  # Under a minute on an idle 2-core CPU; the timeout leaves room for a shared one.
+  run("benchmarks.accelerator", "--smoke", f"--out={tmp_path}", timeout=1200)
+  with open(tmp_path / "accelerator.json") as f:
+    report = json.load(f)
+  text = (tmp_path / "accelerator.md").read_text()
+  assert list(report["sections"]) == ["tests", "mfu", "throughput", "longest",
+                                      "group"]
+  for name, section in report["sections"].items():
+    assert f"## {name}" in text and section["seconds"] >= 0
+    assert section["status"] in ("ok", "skipped"), (name, section)
+    for row in section.get("rows", []):
+      assert row["status"] in ("ok", "passed", "skipped"), (name, row)
+  assert report["device"]["jax"] and report["device"]["device_kind"]
+  sections = report["sections"]
+  mfu = {r["attention_impl"]: r for r in sections["mfu"]["rows"]}
+  assert mfu["xla"]["flops_per_step"] > 0 and mfu["xla"]["model_flops_per_s"] > 0
+  throughput = {(r["model"], r["impl"]): r for r in sections["throughput"]["rows"]}
+  assert ("lstm", "impl=scan") in throughput and (
+      "mamba", "scan=parallel") in throughput
+  assert throughput["lstm", "impl=scan"]["tokens_per_s"] > 0
+  longest = {r["impl"]: r for r in sections["longest"]["rows"]}
+  assert longest["xla"]["longest_length"] and longest["blockwise"]["longest_length"]
+  group = {(r["model"], r["impl"]): r for r in sections["group"]["rows"]}
+  assert group["transformer", ""]["group_trials_per_s"] > 0
+  if report["device"]["platform"] != "gpu":
+    assert sections["tests"]["status"] == "skipped"
+    assert "GPU" in sections["tests"]["reason"]
+    assert mfu["xla"]["mfu"] is None and "mfu null" in sections["mfu"]["reason"]
+    for row in (mfu["cudnn"], throughput["lstm", "impl=cudnn"],
+                throughput["transformer", "attention_impl=cudnn"],
+                longest["cudnn"], group["lstm", "impl=cudnn"]):
+      assert row["status"] == "skipped" and "GPU" in row["reason" if "reason" in row else "stopped"]
+
+
+def test_dry_run_plans_a_sweep(tmp_path):
+  out = tmp_path / "plan.jsonl"
+  rows = run("benchmarks.dry_run",
+             "--config=experiments/reproduce.py:claim=adding,quick,model=lstm,length=20",
+             "--time_steps=1", f"--out={out}", timeout=900)
+  *groups, total = rows
+  assert total["summary"] and total["groups"] == len(groups) >= 1
+  assert total["trial_steps"] == sum(g["trial_steps"] for g in groups) > 0
+  assert all(g["compiles"] and g["fits"] and g["step_s"] > 0 for g in groups)
+  assert total["estimate_s"] > 0 and not total["not_fitting"]
+  assert out.read_text().count("\n") == len(rows)
+
+
+def test_transformer_train_flops_by_hand():
+  from benchmarks import accelerator  # pylint: disable=import-outside-toplevel
+  from seqjax.models.transformer import TransformerConfig  # pylint: disable=import-outside-toplevel
+  cfg = TransformerConfig(width=2, num_layers=1, num_heads=1, mlp_ratio=4)
+  # matmul parameters 1 * (4 + 2 * 4) * 2^2 + 2 * 16 = 80; tokens 2 * 3 = 6;
+  # 6 * 80 * 6 + 12 * 1 * 3 * 2 * 6 = 2880 + 432.
+  assert accelerator.train_flops(cfg, length=3, batch=2) == 3312
+  assert accelerator.peak_bf16("NVIDIA H100 80GB HBM3") == 989.4e12
+  assert accelerator.peak_bf16("NVIDIA H100 PCIe") == 756e12
+  assert accelerator.peak_bf16("cpu") is None

@@ -14,6 +14,8 @@ backend in docs/benchmarks.md):
   inside the step. XLA hoists the concatenation out of the forward loop, and the
   backward loop accumulates the weight gradients in G blocks of [D, R] instead
   of one [D, G*R] buffer, which XLA:CPU does markedly faster.
+The LSTM has a second implementation of the same layer, cuDNN's fused kernel
+(`model.impl`, seqjax.models.cudnn_lstm), on the same parameters.
 The state has the dtype of the recurrent update (float32 when `w_rec` is float32,
 also under bfloat16 compute; see seqjax.precision).
 
@@ -47,6 +49,7 @@ import jax.numpy as jnp
 from seqjax import configs
 from seqjax.errors import ConfigError
 from seqjax.interfaces import IOSpec
+from seqjax.models import cudnn_lstm
 from seqjax.models.common import SequenceModel
 
 ACTIVATIONS = {"tanh": jnp.tanh, "relu": jax.nn.relu}
@@ -175,6 +178,8 @@ class RecurrentLayer(nn.Module):
   (`jax.checkpoint`): only the carries are stored between the passes.
   `scan_chunk` sets how many steps share one input-projection matmul (see the
   module docstring); it changes speed, not the function computed.
+  `impl="cudnn"` (LSTM cells only) runs the layer as cuDNN's fused kernel on the
+  same parameters instead of the scan (seqjax.models.cudnn_lstm).
   """
   width: int
   cell: Cell
@@ -182,6 +187,7 @@ class RecurrentLayer(nn.Module):
   remat: bool = False
   scan_chunk: int = 8
   return_carry: bool = False  # return (final carry, h) instead of h
+  impl: str = "scan"          # scan | cudnn (LSTM only)
 
   @nn.compact
   def __call__(self, x_BxLxD, decode: bool = False):
@@ -192,6 +198,21 @@ class RecurrentLayer(nn.Module):
     if decode:  # continue from the state carried in the "cache" collection
       cache = self.variable("cache", "carry", lambda: carry)
       carry = cache.value
+    if self.impl == "cudnn":
+      if cell.step is not lstm_step or self.remat:
+        raise ValueError("impl='cudnn' runs an LSTM cell without remat.")
+      carry, h_BxLxR = cudnn_lstm.layer(x_BxLxD, carry, w_in, params["w_rec"],
+                                        bias, self.reverse)
+      carry = jax.tree_util.tree_map(lambda a: a.astype(dtype), carry)
+      h_BxLxR = h_BxLxR.astype(dtype)
+    else:
+      carry, h_BxLxR = self._scan(x_BxLxD, carry, w_in, params, bias)
+    if decode and not self.is_initializing():
+      cache.value = carry
+    return (carry, h_BxLxR) if self.return_carry else h_BxLxR
+
+  def _scan(self, x_BxLxD, carry, w_in, params, bias):
+    cell = self.cell
     # Per-gate column blocks, joined inside the scan (see the module docstring).
     split = lambda w: jnp.split(w, cell.gates, -1)
     w_in_blocks = split(w_in)
@@ -206,10 +227,7 @@ class RecurrentLayer(nn.Module):
       return xw + bias.reshape((1,) * (xw.ndim - 1) + (-1,))
     carry, h_LxBxR = chunked_scan(step, carry, jnp.swapaxes(x_BxLxD, 0, 1),
                                   project, self.scan_chunk, self.reverse)
-    if decode and not self.is_initializing():
-      cache.value = carry
-    h_BxLxR = jnp.swapaxes(h_LxBxR, 0, 1)
-    return (carry, h_BxLxR) if self.return_carry else h_BxLxR
+    return carry, jnp.swapaxes(h_LxBxR, 0, 1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -232,6 +250,10 @@ class RecurrentConfig:
   def cell(self) -> Cell:
     raise NotImplementedError
 
+  def layer_impl(self) -> str:
+    """`RecurrentLayer.impl` of this model's layers."""
+    return "scan"
+
   def build(self, io: IOSpec) -> nn.Module:
     if self.bidirectional and io.kind == "lm":
       raise ConfigError(
@@ -240,14 +262,43 @@ class RecurrentConfig:
     return SequenceModel(io=io, width=self.width, backbone=RecurrentStack(self))
 
 
+LSTM_IMPLS = ("auto", "scan", "cudnn")
+
+
 @dataclasses.dataclass(frozen=True)
 class LSTMConfig(RecurrentConfig):
-  """`config.model` fields of `lstm`."""
+  """`config.model` fields of `lstm`.
+
+  `impl` picks how a layer is computed, not what: `scan` (lax.scan of
+  `lstm_step`), `cudnn` (cuDNN's fused kernel; a GPU only, no `remat`), or
+  `auto`, cuDNN on a GPU when `remat` is off and the scan elsewhere, so that
+  on a GPU the LSTM is timed on the kernel a PyTorch user's LSTM runs on
+  (docs/accelerators.md). Both impls read the same parameters.
+  """
   forget_bias: float = 1.0  # initial forget-gate bias
+  impl: str = "auto"        # auto | scan | cudnn (GPU only)
+
+  def __post_init__(self):
+    super().__post_init__()
+    configs.check_choice("model", "impl", self.impl, LSTM_IMPLS)
+    if self.impl == "cudnn" and not cudnn_lstm.available():
+      raise ConfigError(
+          "model.impl='cudnn' runs cuDNN's LSTM kernel, which needs a GPU, but "
+          f"JAX runs on {jax.default_backend()!r}; use 'scan' or 'auto'.")
+    if self.impl == "cudnn" and self.remat:
+      raise ConfigError(
+          "model.impl='cudnn' keeps cuDNN's own saved activations; "
+          "model.remat=True recomputes the scan's steps: use impl='scan' or "
+          "remat=False.")
 
   def cell(self) -> Cell:
     return Cell(4, lstm_step, lambda b, h, d: (_zeros(b, h, d), _zeros(b, h, d)),
                 forget_bias=self.forget_bias)
+
+  def layer_impl(self) -> str:
+    if self.impl == "auto":
+      return "cudnn" if cudnn_lstm.available() and not self.remat else "scan"
+    return self.impl
 
 
 @dataclasses.dataclass(frozen=True)
@@ -284,7 +335,7 @@ class RecurrentStack(nn.Module):
     cfg = self.config
     if decode and cfg.bidirectional:
       raise ConfigError("A bidirectional model has no step-by-step decoding.")
-    cell = cfg.cell()
+    cell, impl = cfg.cell(), cfg.layer_impl()
     for i in range(cfg.num_layers):
       inputs = x_BxLxD
       if i > 0:
@@ -292,10 +343,11 @@ class RecurrentStack(nn.Module):
         if cfg.layer_norm:
           inputs = nn.LayerNorm(name=f"norm_{i}")(inputs)
       y = RecurrentLayer(cfg.width, cell, remat=cfg.remat,
-                         scan_chunk=cfg.scan_chunk, name=f"layer_{i}")(inputs, decode)
+                         scan_chunk=cfg.scan_chunk, impl=impl,
+                         name=f"layer_{i}")(inputs, decode)
       if cfg.bidirectional:
         backward = RecurrentLayer(cfg.width, cell, reverse=True, remat=cfg.remat,
-                                  scan_chunk=cfg.scan_chunk,
+                                  scan_chunk=cfg.scan_chunk, impl=impl,
                                   name=f"layer_{i}_backward")(inputs)
         y = nn.Dense(cfg.width, name=f"merge_{i}")(
             jnp.concatenate([y, backward], axis=-1))
