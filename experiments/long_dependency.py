@@ -6,7 +6,7 @@ copy_memory (dependency: the delay T) and selective_copy (dependency: the length
 L, symbols anywhere in it) over a range of dependency lengths, a learning-rate
 grid and several seeds.
 
-  Quick (the README's main job; a 2-core CPU, under 10 minutes):
+  Quick (the README's main job; a 2-core CPU: 6-11 minutes by machine, see the README):
   python launch.py --config=experiments/long_dependency.py:quick --mode=sweep --jobs=2 --workdir=runs/long_dependency_quick
 
   Full (one GPU, about an hour; not yet timed on one):
