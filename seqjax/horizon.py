@@ -245,17 +245,28 @@ def _check_keys(where: str, spec: dict, allowed: tuple, required: tuple) -> None
 
 
 def _plan_json(plan: Plan) -> dict:
-  return json.loads(json.dumps(dataclasses.asdict(plan)))
+  """The plan as JSON, every overrides dict as a list of [key, value] pairs: a
+  trial's name follows the order of its overrides, and JSON files are written
+  with sorted keys, so a dict would come back in another order and name other
+  trials."""
+  pairs = lambda d: [[k, v] for k, v in d.items()]
+  return json.loads(json.dumps(dict(
+      dataclasses.asdict(plan), grid=[pairs(g) for g in plan.grid],
+      overrides=pairs(plan.overrides),
+      searches=[dict(dataclasses.asdict(one), overrides=pairs(one.overrides))
+                for one in plan.searches])))
 
 
 def read_plan(workdir: str) -> Plan:
-  """The Plan stored in DIR/horizon_plan.json."""
+  """The Plan stored in DIR/horizon_plan.json (`_plan_json`)."""
   stored = run_files.read_json(os.path.join(workdir, PLAN))
   if stored is None:
     raise ConfigError(f"{workdir} holds no horizon search ({PLAN}); run one with "
                       "an experiment that defines get_search.")
-  searches = tuple(Search(**s) for s in stored.pop("searches"))
-  return Plan(**dict(stored, grid=tuple(stored["grid"]), searches=searches))
+  searches = tuple(Search(**dict(s, overrides=dict(s["overrides"])))
+                   for s in stored.pop("searches"))
+  return Plan(**dict(stored, grid=tuple(dict(g) for g in stored["grid"]),
+                     overrides=dict(stored["overrides"]), searches=searches))
 
 
 def write_plan(workdir: str, plan: Plan) -> None:

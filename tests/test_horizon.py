@@ -432,3 +432,20 @@ def test_bad_flags_are_refused_before_anything_is_written(tmp_path, flags, messa
     horizon.run(path, None, str(tmp_path / "dir"), out=QUIET(),
                 run_trials=FakeTrainer(str(tmp_path)), **flags)
   assert not os.path.exists(tmp_path / "dir")
+
+
+def test_a_stored_plan_names_the_same_trials_as_the_plan_it_stores(tmp_path):
+  """Trial names follow the order of the overrides, and JSON files are written
+  with sorted keys: a stored plan read back named other trials than the search
+  trained (the quick search's report found none of its 263 trials)."""
+  spec = _spec(grid=sweep.product(sweep.values("train.seed", [0, 1]),
+                                  sweep.values("train.learning_rate", [1e-3])),
+               searches=[dict(overrides={"arg.task": "copy_memory", "arg.model": "lstm"},
+                              start=4, max_length=64)])
+  plan = horizon.plan_from(spec, {"model.width": 8, "arg.quick": True})
+  horizon.write_plan(str(tmp_path), plan)
+  stored = horizon.read_plan(str(tmp_path))
+  names = lambda p: [sweep.trial_name(o) for s in p.searches
+                     for o in horizon.probe_trials(p, s, 8)]
+  assert names(stored) == names(plan)
+  assert names(plan)[0].startswith("task=copy_memory,model=lstm,")
