@@ -84,11 +84,9 @@ def plan_program(exp, n: int, time_steps: int) -> dict:
 
 def plan(path: str, arg: str | None, size: int, time_steps: int):
   """One row per group of the sweep `path:arg`; yields them as they are done."""
-  trials = sweep.expand(path, arg)
-  module = sweep.load_experiment(path)
   programs = {}
-  for i, group in enumerate(sweep.make_groups(path, arg, trials, size)):
-    cfgs = [sweep.trial_config(module, arg, o) for _, o in group]
+  for i, group in enumerate(sweep.make_groups(sweep.expand(path, arg), size)):
+    cfgs = [t.config for t in group]  # each trial's config, built once by expand
     exp = experiment.build(cfgs[0])
     key = (train.program_key(cfgs[0]), len(group))
     row = dict(sweep=f"{path}:{arg}" if arg else path, group=i,
