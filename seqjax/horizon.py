@@ -28,14 +28,19 @@ value (seqjax.scores), so a learning rate with a diverged seed fails.
 Determinism and resumption: the next probe is a function of the recorded
 results only (`walk` replays the path from `start` through the finished trial
 directories), so a rerun or a resumed search walks the same path and trains
-nothing twice. The searches run in rounds: every unfinished search asks for its
-next probe and all of them train at once through one seam, `run_trials(list of
-trial overrides)`; `sweep_runner` is its default (the sweep's groups,
-processes and `jobs`). DIR/horizon_plan.json holds the search's settings (as
+nothing twice. The searches run each on its own: a search's next probe starts
+as soon as its last one has ended and one of `jobs` slots is free (no search
+waits for another's probe), through one seam, `run_trials(list of a probe's
+trial overrides)`, called from up to `jobs` threads at once; `sweep_runner` is
+its default (the sweep's groups and processes, one sweep.Runner and its
+slots shared by every probe). DIR/horizon_plan.json holds the search's settings (as
 a run's config.json holds its config); `report` writes DIR/horizon.json,
 DIR/report.md and DIR/horizon_compute.png from the plan and the trials.
 """
 
+import collections
+import concurrent.futures
+import contextlib
 import dataclasses
 import json
 import math
@@ -330,50 +335,55 @@ def progress(workdir: str, plan: Plan, one: Search
 
 
 def search(plan: Plan, workdir: str, run_trials: Callable[[list[dict]], None],
-           out=sys.stdout) -> dict[str, Walk]:
-  """Runs the plan's searches in rounds; returns each one's walk. A probe whose
-  trials do not all finish (a crash, an interruption, a trial held by another
-  process) stops its search for this run; a rerun retries it."""
-  active, number = list(plan.searches), 0
-  while active:
-    asked = {}
-    for s in active:
-      w, _ = progress(workdir, plan, s)
-      if w.next is not None:
-        asked[s.name] = (s, w.next)
-    if not asked:
-      break
-    number += 1
-    print(f"[horizon] round {number}: " + "; ".join(
-        f"{name} at {length}" for name, (_, length) in asked.items()),
-          file=out, flush=True)
-    run_trials([o for s, length in asked.values()
-                for o in probe_trials(plan, s, length)])
-    active = []
-    for name, (s, length) in asked.items():
-      if progress(workdir, plan, s)[0].next == length:
-        print(f"[horizon] {name}: the probe at {length} did not finish (see its "
-              "trials' summary.json); this search stops here, a rerun retries it.",
-              file=out, flush=True)
-      else:
-        active.append(s)
-  return {s.name: progress(workdir, plan, s)[0] for s in plan.searches}
+           out=sys.stdout, jobs: int = 1) -> dict[str, Walk]:
+  """Runs the plan's searches, each on its own: a search's next probe is ready
+  as soon as its last one has ended, and ready probes start, in the order they
+  became ready, as soon as fewer than `jobs` are running (one search never waits
+  for another's probe). Each probe is one call of `run_trials` with its trials,
+  up to `jobs` calls at once from threads. Returns each search's walk. A probe
+  whose trials do not all finish (a crash, an interruption, a trial held by
+  another process) stops its search for this run; a rerun retries it."""
+  ready = collections.deque()
+  for one in plan.searches:
+    w, _ = progress(workdir, plan, one)
+    if w.next is not None:
+      ready.append((one, w.next))
+  running = {}
+  with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
+    while ready or running:
+      while ready and len(running) < jobs:
+        one, length = ready.popleft()
+        print(f"[horizon] {one.name}: probe at {length}", file=out, flush=True)
+        running[pool.submit(run_trials, probe_trials(plan, one, length))] = (
+            one, length)
+      done, _ = concurrent.futures.wait(
+          running, return_when=concurrent.futures.FIRST_COMPLETED)
+      for future in done:
+        one, length = running.pop(future)
+        future.result()  # a stopped runner's KeyboardInterrupt ends the search
+        following = progress(workdir, plan, one)[0].next
+        if following == length:
+          print(f"[horizon] {one.name}: the probe at {length} did not finish (see "
+                "its trials' summary.json); this search stops here, a rerun "
+                "retries it.", file=out, flush=True)
+        elif following is not None:
+          ready.append((one, following))
+  return {one.name: progress(workdir, plan, one)[0] for one in plan.searches}
 
 
-def sweep_runner(path: str, arg: str | None, workdir: str, jobs: int = 1,
-                 group_size: int | None = None, out=sys.stdout
-                 ) -> Callable[[list[dict]], None]:
-  """The seam's default `run_trials`: `sweep.run_trials` (groups of trials that
-  share a program, a process per group, `jobs` at a time; finished trials are
-  not trained again). A SIGINT or SIGTERM stops the groups (they checkpoint as
-  interrupted), and then the search: run_trials raises KeyboardInterrupt."""
+def sweep_runner(path: str, arg: str | None, runner: sweep.Runner,
+                 group_size: int | None = None) -> Callable[[list[dict]], None]:
+  """The seam's default `run_trials`: the trials in groups that share a program
+  (`group_size`), through `runner` (a process per group, its `jobs` slots shared
+  by every probe running; finished trials are not trained again). Raises
+  KeyboardInterrupt once a SIGINT or SIGTERM has stopped the runner's groups."""
   module = sweep.load_experiment(path)
+  size = group_size or sweep.default_group_size()
 
   def run_trials(trials: list[dict]) -> None:
-    counts = sweep.run_trials([sweep.trial(module, arg, o) for o in trials],
-                              workdir, jobs=jobs, out=out,
-                              group_size=group_size or sweep.default_group_size())
-    if counts.get("interrupted"):
+    runner.run(sweep.make_groups([sweep.trial(module, arg, o) for o in trials],
+                                 size))
+    if runner.stopping or runner.counts["interrupted"]:
       raise KeyboardInterrupt("the sweep runner was stopped")
   return run_trials
 
@@ -400,10 +410,14 @@ def run(path: str, arg: str | None, workdir: str, jobs: int = 1,
   check(path, arg, plan)
   run_files.check_writable(workdir)
   write_plan(workdir, plan)
-  interrupted = 0
+  interrupted, stop = 0, contextlib.nullcontext()
+  if run_trials is None:
+    runner = sweep.Runner(workdir, jobs, out)
+    run_trials, stop = sweep_runner(path, arg, runner, group_size), (
+        runner.stopped_by_signals())
   try:
-    search(mine, workdir, run_trials or sweep_runner(
-        path, arg, workdir, jobs, group_size, out), out)
+    with stop:
+      search(mine, workdir, run_trials, out, jobs)
   except KeyboardInterrupt:
     interrupted = 1
     print("[horizon] stopped: running trials were checkpointed; rerun the same "

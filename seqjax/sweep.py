@@ -32,11 +32,13 @@ rerun does not compile again.
 """
 
 import concurrent.futures
+import contextlib
 import ctypes
 import hashlib
 import itertools
 import json
 import os
+import queue
 import re
 import signal
 import subprocess
@@ -271,7 +273,7 @@ def outcome(trial_dir: str) -> tuple[str, dict]:
           summary)
 
 
-class _Runner:
+class Runner:
   """Runs groups in child processes and keeps the counts; stops them all on
   SIGINT or SIGTERM (they checkpoint and record `interrupted`)."""
 
@@ -280,11 +282,49 @@ class _Runner:
     self.counts = dict(done=0, running=0, failed=0, interrupted=0, held=0)
     self.held, self.failed = {}, {}  # trial name: its holder, its group's log
     self.guard = threading.Lock()
-    self.free = list(_slots(jobs))
+    self.free = queue.Queue()  # the slots of groups not running
+    for slot in _slots(jobs):
+      self.free.put(slot)
     self.children = set()
     self.stopping = False
     self.started, self.durations, self.total = time.time(), [], 0
     self.finished = set()  # trials final before this run, not yet reached
+
+  def run(self, groups: list[list[Trial]]) -> None:
+    """Trains `groups`, `jobs` at a time; returns when they have ended. Safe to
+    call from several threads at once (a search that decides its trials as it
+    goes): every group waits for a free slot."""
+    os.makedirs(self.workdir, exist_ok=True)
+    cores = len(os.sched_getaffinity(0))
+    if not self.total and cores // self.jobs > 1 and not parallel.has_accelerator():
+      print(f"[sweep] each group gets {cores // self.jobs} cores, but XLA:CPU's "
+            "Eigen runs on one thread in a group (multi-threaded, it can hang a "
+            f"group's step); --jobs={cores} runs a group on every core.",
+            file=self.out, flush=True)
+    finished = {t.name for g in groups for t in g if _is_final(
+        run_files.read_json(os.path.join(self.workdir, t.name, "summary.json")))}
+    with self.guard:
+      self.total += sum(len(g) for g in groups)
+      self.finished |= finished
+    if finished:
+      print(f"[sweep] {len(finished)} of {sum(len(g) for g in groups)} trials "
+            "already finished, not trained again.", file=self.out, flush=True)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=self.jobs) as pool:
+      for future in [pool.submit(self.group, g) for g in groups]:
+        future.result()
+
+  @contextlib.contextmanager
+  def stopped_by_signals(self):
+    """SIGINT and SIGTERM stop the running groups (`stop`) while inside; only
+    the main thread can take signals, elsewhere this does nothing."""
+    previous = {s: signal.signal(s, self.stop)
+                for s in (signal.SIGINT, signal.SIGTERM)
+                } if threading.current_thread() is threading.main_thread() else {}
+    try:
+      yield
+    finally:
+      for s, handler in previous.items():
+        signal.signal(s, handler)
 
   def show(self):
     c = self.counts
@@ -324,13 +364,13 @@ class _Runner:
       return
     with self.guard:
       self.counts["running"] += len(todo)
-      slot = self.free.pop()
+    slot = self.free.get()  # waits for a free slot
     t0 = time.time()
     try:
       log = self._run(todo, slot)
     finally:
+      self.free.put(slot)
       with self.guard:
-        self.free.append(slot)
         self.counts["running"] -= len(todo)
     if log is None:  # the sweep was stopped before this group started
       return
@@ -414,29 +454,9 @@ def run_trials(trials: list[Trial], workdir: str, *, jobs: int = 1,
           f"{'with an accelerator' if group_size > 8 else 'on a CPU'}; "
           "--group_size=N to change)", file=out, flush=True)
   groups = shard(make_groups(trials, group_size), shard_spec)
-  os.makedirs(workdir, exist_ok=True)
-  runner = _Runner(workdir, jobs, out, axis)
-  cores = len(os.sched_getaffinity(0))
-  if cores // jobs > 1 and not parallel.has_accelerator():
-    print(f"[sweep] each group gets {cores // jobs} cores, but XLA:CPU's Eigen "
-          "runs on one thread in a group (multi-threaded, it can hang a group's "
-          f"step); --jobs={cores} runs a group on every core.", file=out, flush=True)
-  runner.total = sum(len(g) for g in groups)
-  runner.finished = {t.name for g in groups for t in g if _is_final(
-      run_files.read_json(os.path.join(workdir, t.name, "summary.json")))}
-  if runner.finished:
-    print(f"[sweep] {len(runner.finished)} of {runner.total} trials already "
-          "finished, not trained again.", file=out, flush=True)
-  previous = {s: signal.signal(s, runner.stop)
-              for s in (signal.SIGINT, signal.SIGTERM)
-              } if threading.current_thread() is threading.main_thread() else {}
-  try:
-    with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
-      for future in [pool.submit(runner.group, g) for g in groups]:
-        future.result()
-  finally:
-    for s, handler in previous.items():
-      signal.signal(s, handler)
+  runner = Runner(workdir, jobs, out, axis)
+  with runner.stopped_by_signals():
+    runner.run(groups)
   runner.show()
   for name, holder in sorted(runner.held.items()):
     print(f"[sweep] {name} is held by {holder}; it was not run.", file=out)

@@ -8,6 +8,7 @@ import io
 import json
 import math
 import os
+import threading
 
 import pytest
 
@@ -251,19 +252,53 @@ def _walks(walks: dict) -> dict:
   return {name: (w.path, w.next, w.solved, w.failed) for name, w in walks.items()}
 
 
-def test_a_search_walks_each_model_to_its_bracket_in_rounds(tmp_path):
+EXPECTED = {
+    "model=window": ((4, 8, 16, 11, 13), None, 11, 13),
+    "model=lstm": ((4, 8, 16, 32, 64), None, 64, None),
+    "model=gru": ((4,), None, None, 4),
+}
+
+
+def test_a_search_walks_each_model_to_its_bracket_one_probe_per_call(tmp_path):
   plan = horizon.plan_from(_spec())
   fake, out = FakeTrainer(str(tmp_path)), QUIET()
   walks = _walks(horizon.search(plan, str(tmp_path), fake, out=out))
-  assert walks == {
-      "model=window": ((4, 8, 16, 11, 13), None, 11, 13),
-      "model=lstm": ((4, 8, 16, 32, 64), None, 64, None),
-      "model=gru": ((4,), None, None, 4),
-  }
-  assert fake.calls == 5  # one round per probe of the longest walk
-  assert "round 1: model=window at 4; model=lstm at 4; model=gru at 4" in out.getvalue()
+  assert walks == EXPECTED
+  assert fake.calls == 5 + 5 + 1  # one call per probe
+  # Ready probes start in the order they became ready: the first probes of
+  # every search, then each search's next as its last one ends.
+  started = [line for line in out.getvalue().splitlines() if "probe at" in line]
+  assert started[:4] == ["[horizon] model=window: probe at 4",
+                         "[horizon] model=lstm: probe at 4",
+                         "[horizon] model=gru: probe at 4",
+                         "[horizon] model=window: probe at 8"]
   assert set(fake.trained.values()) == {1}
   assert len(fake.trained) == 4 * (5 + 5 + 1)
+
+
+def test_a_search_never_waits_for_another_searchs_probe(tmp_path):
+  """With two jobs, the window's first probe runs until the lstm search has
+  finished three probes of its own: searches in rounds would wait forever
+  (here: fail at the timeout) for the window's probe before the lstm's next."""
+  plan = horizon.plan_from(_spec())
+  fake = FakeTrainer(str(tmp_path))
+  lstm_probes, three = [], threading.Event()
+
+  def run_trials(trials):
+    o = trials[0]
+    if o["arg.model"] == "window" and o["arg.delay"] == 4:
+      assert three.wait(timeout=60), "the lstm search waited for the window's probe"
+    fake(trials)
+    if o["arg.model"] == "lstm":
+      lstm_probes.append(o["arg.delay"])
+      if len(lstm_probes) == 3:
+        three.set()
+
+  walks = _walks(horizon.search(plan, str(tmp_path), run_trials, out=QUIET(),
+                                jobs=2))
+  assert walks == EXPECTED
+  assert lstm_probes == [4, 8, 16, 32, 64]
+  assert set(fake.trained.values()) == {1}
 
 
 def test_a_resumed_search_equals_an_uninterrupted_one_and_a_rerun_trains_nothing(
@@ -271,7 +306,7 @@ def test_a_resumed_search_equals_an_uninterrupted_one_and_a_rerun_trains_nothing
   plan = horizon.plan_from(_spec())
   whole = str(tmp_path / "whole")
   expected = _walks(horizon.search(plan, whole, FakeTrainer(whole), out=QUIET()))
-  # Killed in the middle of a probe (round 2), then rerun, then killed and rerun
+  # Killed in the middle of a probe (the 4th), then rerun, then killed and rerun
   # again: the same path, and no trial trained twice.
   cut = str(tmp_path / "cut")
   trained = collections.Counter()

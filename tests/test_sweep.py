@@ -137,7 +137,7 @@ def test_time_left_counts_only_the_trials_still_to_train():
   """Finished trials not yet reached in this run take no time: 10 trials, 8
   finished before, 1 trained at 2 s, so 1 left, about 2 s (not 18 s)."""
   out = io.StringIO()
-  runner = sweep._Runner("/nonexistent", 1, out)  # pylint: disable=protected-access
+  runner = sweep.Runner("/nonexistent", 1, out)
   runner.total, runner.durations = 10, [2.0]
   runner.finished = {f"t{i}" for i in range(8)}
   runner.counts["done"] = 1
@@ -162,7 +162,7 @@ def test_a_group_runs_single_threaded_eigen_even_with_several_cores(
 
   monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_enable_fast_math=false")
   monkeypatch.setattr(sweep.subprocess, "Popen", popen)
-  runner = sweep._Runner(str(tmp_path), 1, io.StringIO())  # pylint: disable=protected-access
+  runner = sweep.Runner(str(tmp_path), 1, io.StringIO())
   trial = sweep.Trial("t", {}, ml_collections.ConfigDict(), 4)
   with pytest.raises(Started):
     runner._run([trial], {"cores": [0, 1, 2, 3]})  # pylint: disable=protected-access
