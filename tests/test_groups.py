@@ -97,22 +97,22 @@ def test_a_grouped_run_equals_its_solo_run(tiny_config, tmp_path, model):
 def test_the_first_steps_of_a_group_equal_solo_steps_to_rounding(tiny_config):
   variants = [_variant(tiny_config, seed=s, learning_rate=lr)
               for s, lr in ((0, 1e-2), (3, 3e-3))]
-  exps = [train.build(c) for c in variants]
+  exps = [experiment.build(c) for c in variants]
   group_step = stepping.make_group_step(exps[0])
   init = jax.jit(experiment.init_fn(exps[0]))  # pylint: disable=protected-access
   state = jax.tree_util.tree_map(lambda *x: onp.stack(x),
-                                 *[init(e.key(train.INIT)) for e in exps])
-  hp = {k: onp.asarray([train.hyperparameters(e.train)[k] for e in exps],
-                       onp.float32) for k in train.HYPER_KEYS}
-  keys = stepping.stream_keys([0, 3], train.DROPOUT)
-  batches = stepping.make_group_batch_fn(exps[0], [0, 3], train.TRAIN)
+                                 *[init(e.key(experiment.INIT)) for e in exps])
+  hp = {k: onp.asarray([experiment.hyperparameters(e.train)[k] for e in exps],
+                       onp.float32) for k in experiment.HYPER_KEYS}
+  keys = stepping.stream_keys([0, 3], experiment.DROPOUT)
+  batches = stepping.make_group_batch_fn(exps[0], [0, 3], experiment.TRAIN)
   alive = started = onp.ones(2, bool)
   for n, exp in enumerate(exps):
-    solo_state = train.init_state(exp)
+    solo_state = experiment.init_state(exp)
     assert all(onp.array_equal(x, y[n]) for x, y in zip(
         jax.tree_util.tree_leaves(solo_state), jax.tree_util.tree_leaves(state)))
-  solo = [(train.init_state(e), stepping.make_train_step(e),
-           train.make_batch_fn(e, train.TRAIN)) for e in exps]
+  solo = [(experiment.init_state(e), stepping.make_train_step(e),
+           stepping.make_batch_fn(e, experiment.TRAIN)) for e in exps]
   for i in range(3):
     state, alive, metrics = group_step(state, alive, batches(i), hp, keys, started)
     for n, (s, step, batch_fn) in enumerate(solo):
