@@ -40,6 +40,7 @@ import re
 
 import numpy as onp
 
+from seqjax import horizon
 from seqjax import run_files
 from seqjax import scores
 from seqjax import strict_json
@@ -215,7 +216,10 @@ def _score(trial: dict, split: str, metric: str, mode: str) -> float:
 
 
 def write(workdir: str) -> dict:
-  """Writes DIR/report.json, DIR/report.md and the plots; returns the report."""
+  """Writes DIR/report.json, DIR/report.md and the plots; returns the report.
+  A horizon search's directory (it holds its plan) gets `horizon.report`."""
+  if os.path.exists(os.path.join(workdir, horizon.PLAN)):
+    return horizon.report(workdir)
   from seqjax import plots  # pylint: disable=import-outside-toplevel
   rows = results(workdir)
   if not rows:

@@ -448,6 +448,15 @@ def run_trials(trials: list[Trial], workdir: str, *, jobs: int = 1,
   return runner.counts
 
 
+def exit_status(counts: dict) -> int:
+  """launch.py's exit status for the counts of `run` (or `horizon.run`): 130
+  when interrupted (rerun to resume), 1 when a trial failed or is held
+  elsewhere (or a search is unfinished), else 0."""
+  if counts["interrupted"]:
+    return 130
+  return int(any(counts.get(k) for k in ("failed", "held", "unfinished")))
+
+
 def _is_final(summary: dict | None) -> bool:
   """Whether a trial's summary.json (None: none yet) says it finished."""
   return bool(summary) and summary.get("status") in FINAL

@@ -505,12 +505,22 @@ def _stop_on_signals():
       signal.signal(signum, previous)
 
 
+def exit_status(summary: dict) -> int:
+  """launch.py's exit status for a run: 0 completed, 130 interrupted (rerun
+  to resume), 1 otherwise."""
+  return {"completed": 0, "interrupted": 130}.get(summary["status"], 1)
+
+
 def evaluate_checkpoint(workdir: str, step: int | None = None,
-                        eval_batches: int | None = None) -> dict:
+                        eval_batches: int | None = None,
+                        config: ml_collections.ConfigDict | None = None) -> dict:
   """Restores the best (or `step`) checkpoint of `workdir` and evaluates it on the
   validation and test streams, without training. `eval_batches` overrides the
   run's `train.eval_batches` (see `stepping.evaluate_split`); the result says
-  how many examples each split evaluated. Writes DIR/eval_<step>.json."""
+  how many examples each split evaluated. A `config` given must be the run's
+  (`run_files.check`). Writes DIR/eval_<step>.json."""
+  if config is not None:
+    run_files.check(workdir, config)
   if eval_batches is not None and eval_batches < 1:
     raise ConfigError(f"--eval_batches={eval_batches} must be positive.")
   restored = experiment.load(workdir, step)
