@@ -59,7 +59,7 @@ def run_sweep(workdir: str) -> int:
   spec = configs.config_flag(sys.argv)
   if spec is None:
     raise ConfigError("--mode=sweep needs --config=experiments/NAME.py[:ARGS].")
-  search = hasattr(sweep.load_experiment(spec[0]), "get_search")  # a horizon
+  search = hasattr(configs.load_module(spec[0]), "get_search")  # a horizon
   counts = (horizon.run if search else sweep.run)(
       *spec, workdir, FLAGS.jobs, FLAGS.sweep_shard, FLAGS.group_size,
       overrides=configs.overrides_from_argv(sys.argv, _CONFIG.value))

@@ -287,7 +287,7 @@ def check(path: str, arg: str | None, plan: Plan) -> None:
   and its longest length (writes nothing, compiles nothing): a config mistake
   is a ConfigError before anything trains."""
   from seqjax import models, tasks  # pylint: disable=import-outside-toplevel
-  module = sweep.load_experiment(path)
+  module = configs.load_module(path)
   for one in plan.searches:
     for length in (one.start, one.max_length):
       config = sweep.trial_config(module, arg, probe_trials(plan, one, length)[0])
@@ -313,7 +313,7 @@ def read_probe(workdir: str, plan: Plan, one: Search, length: int
 
 
 def _finished(trials: list) -> bool:
-  return all(s and s.get("status") in sweep.FINAL for _, s in trials)
+  return all(s and s.get("status") in run_files.FINAL for _, s in trials)
 
 
 def progress(workdir: str, plan: Plan, one: Search
@@ -367,7 +367,7 @@ def sweep_runner(path: str, arg: str | None, workdir: str, jobs: int = 1,
   share a program, a process per group, `jobs` at a time; finished trials are
   not trained again). A SIGINT or SIGTERM stops the groups (they checkpoint as
   interrupted), and then the search: run_trials raises KeyboardInterrupt."""
-  module = sweep.load_experiment(path)
+  module = configs.load_module(path)
 
   def run_trials(trials: list[dict]) -> None:
     counts = sweep.run_trials([sweep.trial(module, arg, o) for o in trials],
@@ -388,7 +388,7 @@ def run(path: str, arg: str | None, workdir: str, jobs: int = 1,
   searches `done` and `unfinished` in this shard, and `interrupted` (1 if a
   SIGINT or SIGTERM stopped it: run_trials raised KeyboardInterrupt)."""
   configs.check_positive("--jobs", jobs=jobs)
-  module = sweep.load_experiment(path)
+  module = configs.load_module(path)
   if not hasattr(module, "get_search"):
     raise ConfigError(f"{path} defines no get_search(arg); a horizon search "
                       "needs one.")

@@ -33,8 +33,6 @@ from seqjax import stepping
 from seqjax.errors import ConfigError
 from seqjax.tasks import base
 
-FINAL = ("completed", "diverged")
-
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                        progress: bool = True) -> dict:
@@ -66,7 +64,9 @@ def train_trials(configs_: list, workdirs: list[str], progress: bool = False
   created) when the group is refused.
   """
   exps = [experiment.build(c) for c in configs_]
-  _same_program(configs_)
+  if len({program_key(c) for c in configs_}) > 1:
+    raise ValueError("A group's configs must differ only in train."
+                     f"{{{', '.join(experiment.GROUPABLE)}}}.")
   for config, workdir in zip(configs_, workdirs):
     run_files.check(workdir, config)
   out = [run_files.read_json(os.path.join(w, "summary.json")) for w in workdirs]
@@ -74,7 +74,7 @@ def train_trials(configs_: list, workdirs: list[str], progress: bool = False
   todo, locks, created = [], [], []
   try:
     for n, workdir in enumerate(workdirs):
-      if out[n] and out[n].get("status") in FINAL:
+      if out[n] and out[n].get("status") in run_files.FINAL:
         logging.warning("%s holds a finished run (%s at step %s); nothing to do.",
                         workdir, out[n]["status"], out[n].get("step"))
         continue
@@ -130,12 +130,6 @@ def program_key(config: ml_collections.ConfigDict) -> str:
   train_cfg = {k: v for k, v in d["train"].items() if k not in experiment.GROUPABLE}
   clips = d["train"]["grad_clip"] > 0
   return json.dumps({**d, "train": train_cfg, "clips": clips}, sort_keys=True)
-
-
-def _same_program(configs_: list) -> None:
-  if len({program_key(c) for c in configs_}) > 1:
-    raise ValueError("A group's configs must differ only in train."
-                     f"{{{', '.join(experiment.GROUPABLE)}}}.")
 
 
 class _Trial:

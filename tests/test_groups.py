@@ -13,6 +13,7 @@ import jax
 import numpy as onp
 import pytest
 
+from seqjax import configs
 from seqjax import experiment
 from seqjax import metric_log
 from seqjax import models
@@ -124,7 +125,7 @@ def test_the_first_steps_of_a_group_equal_solo_steps_to_rounding(tiny_config):
 
 
 def _trials(grid):
-  module = sweep.load_experiment(TINY)
+  module = configs.load_module(TINY)
   return [sweep.Trial(sweep.trial_name(o), o, sweep.trial_config(module, None, o), 4)
           for o in grid]
 
@@ -354,7 +355,7 @@ def test_trials_held_by_another_host_are_named_and_the_sweep_exits_non_zero(
 
 
 def test_a_groupable_key_given_a_list_is_a_config_error():
-  module = sweep.load_experiment(TINY)
+  module = configs.load_module(TINY)
   with pytest.raises(ConfigError, match=r"train.learning_rate=\[0.1, 0.2\] has the "
                      "wrong type: train.learning_rate is a float"):
     sweep.trial_config(module, None, {"train.learning_rate": [0.1, 0.2]})

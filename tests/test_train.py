@@ -59,10 +59,11 @@ def test_end_to_end_run_writes_files_and_restores(tiny_config, tmp_path):
   assert _leaves_equal(
       jax.tree_util.tree_map(jnp.shape, restored.params),
       jax.tree_util.tree_map(jnp.shape, experiment.init_state(exp).params))
-  again = stepping.evaluate(exp, restored.params, "eval")
+  again = stepping.evaluate_split(exp, restored.params, "eval")[0]
   assert again == pytest.approx(
       {k: v for k, v in summary["final"].items() if k != "step"}, rel=1e-6)
-  at_init = stepping.evaluate(exp, experiment.init_state(exp).params, "eval")
+  at_init = stepping.evaluate_split(exp, experiment.init_state(exp).params,
+                                    "eval")[0]
   assert at_init == pytest.approx(
       {k: v for k, v in records[0].items() if k not in ("step", "split")}, rel=1e-6)
   assert records[0]["split"] == "eval"
