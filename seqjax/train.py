@@ -391,17 +391,13 @@ class _Group:
       shown = {task.metric: values[task.metric]} if task.metric in values else {}
       t.log.progress(step, loss=values["loss"], **shown)
 
-  def evaluate(self) -> dict:
-    """{split: [metrics of each run]} of the validation splits."""
-    return {split.name: stepping.evaluate_runs(
+  def evaluate_and_log(self, step: int) -> dict:
+    """{split: [metrics of each run]} of the validation splits, logged for the
+    runs that train at `step` (not those waiting for their resume step)."""
+    results = {split.name: stepping.evaluate_runs(
         eval_step, self.state.params, stepping.split_batches(
             self.exp, split, self.seeds, False, batch_fn=batch_fn))[0]
-            for split, eval_step, batch_fn in self.valid}
-
-  def evaluate_and_log(self, step: int) -> dict:
-    """Evaluates and logs the validation splits of the runs that train at
-    `step` (not those waiting for their resume step)."""
-    results = self.evaluate()
+               for split, eval_step, batch_fn in self.valid}
     for n, t in enumerate(self.trials):
       if t.status == "running" and (t.start < step or t.start == step == 0):
         for split, per_run in results.items():
