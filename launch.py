@@ -39,6 +39,11 @@ def _print(result) -> int:
   return print(json.dumps(result, indent=2)) or 0
 
 
+def _wrote(write, workdir: str) -> int:
+  write(workdir)
+  return print(f"wrote the report under {workdir}") or 0
+
+
 def run_train(workdir: str) -> int:
   if _CONFIG.value is None:
     return print(usage()) or 2
@@ -47,43 +52,30 @@ def run_train(workdir: str) -> int:
   if summary["status"] == "interrupted":
     print(f"interrupted by {summary['interrupted_by']} at step {summary['step']}; "
           "rerun the same command to resume.", file=sys.stderr)
-  return {"completed": 0, "interrupted": 130}.get(summary["status"], 1)
-
-
-def run_eval(workdir: str) -> int:
-  if _CONFIG.value is not None:
-    run_files.check(workdir, _CONFIG.value)
-  return _print(train.evaluate_checkpoint(workdir, FLAGS.step,
-                                          eval_batches=FLAGS.eval_batches))
+  return train.exit_status(summary)
 
 
 def run_sweep(workdir: str) -> int:
   spec = configs.config_flag(sys.argv)
   if spec is None:
     raise ConfigError("--mode=sweep needs --config=experiments/NAME.py[:ARGS].")
-  search = hasattr(sweep.load_experiment(spec[0]), "get_search")  # a horizon
+  search = hasattr(configs.load_module(spec[0]), "get_search")  # a horizon
   counts = (horizon.run if search else sweep.run)(
       *spec, workdir, FLAGS.jobs, FLAGS.sweep_shard, FLAGS.group_size,
       overrides=configs.overrides_from_argv(sys.argv, _CONFIG.value))
   if not search:
     report.write(workdir)
-  return 130 if counts["interrupted"] else int(bool(
-      counts.get("failed", 0) + counts.get("held", 0) + counts.get("unfinished", 0)))
+  return sweep.exit_status(counts)
 
 
-def run_report(workdir: str, write=None) -> int:
-  if write is None:  # a horizon search's directory holds its plan
-    search = os.path.exists(os.path.join(workdir, horizon.PLAN))
-    write = horizon.report if search else report.write
-  write(workdir)
-  return print(f"wrote the report under {workdir}") or 0
-
-
-MODES = {"train": run_train, "eval": run_eval, "sweep": run_sweep,
-         "report": run_report, "generate": lambda workdir: _print(generation.run(
+MODES = {"train": run_train, "eval": lambda workdir: _print(
+             train.evaluate_checkpoint(workdir, FLAGS.step, FLAGS.eval_batches,
+                                       _CONFIG.value)),
+         "sweep": run_sweep, "report": lambda workdir: _wrote(report.write, workdir),
+         "generate": lambda workdir: _print(generation.run(
              workdir, FLAGS.prompt, FLAGS.num_samples, FLAGS.temperature,
              FLAGS.top_k, FLAGS.seed, FLAGS.step)),
-         "diagnose": lambda workdir: run_report(workdir, diagnostics.run)}
+         "diagnose": lambda workdir: _wrote(diagnostics.run, workdir)}
 # Mode-specific flags (define, name, default, help, the modes that use it): any
 # other mode refuses them.
 MODE_FLAGS = (
@@ -124,35 +116,26 @@ def main(argv) -> int:
   del argv
   if not flags.FLAGS["verbosity"].present:  # app.run sets it to INFO otherwise
     logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO.
-  try:
-    parallel.initialize(FLAGS.coordinator_address, FLAGS.num_processes,
-                        FLAGS.process_id)
-    for name, modes in FLAG_MODES.items():  # a flag its mode cannot use: refused
-      if flags.FLAGS[name].present and FLAGS.mode not in modes:
-        raise ConfigError(f"--{name} is not used by --mode={FLAGS.mode}; it serves "
-                          f"--mode={' and --mode='.join(modes)}. Drop it.")
-    if not FLAGS.workdir:
-      raise ConfigError("--workdir is required.")
-    run_files.check_name_length(FLAGS.workdir)
-    return MODES[FLAGS.mode](FLAGS.workdir)
-  except ConfigError as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 2
-
-
-def parse_flags(argv: list[str]) -> list[str]:
-  """absl's parser; a bad --config (a file that does not load, a key it lacks,
-  a value of the wrong type) is one paragraph and exit 2, no traceback."""
-  try:
-    configs.check_command_line(argv)
-    return flags.FLAGS(argv)
-  except (ConfigError, flags.Error) as e:
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(2)
+  parallel.initialize(FLAGS.coordinator_address, FLAGS.num_processes,
+                      FLAGS.process_id)
+  for name, modes in FLAG_MODES.items():  # a flag its mode cannot use: refused
+    if flags.FLAGS[name].present and FLAGS.mode not in modes:
+      raise ConfigError(f"--{name} is not used by --mode={FLAGS.mode}; it serves "
+                        f"--mode={' and --mode='.join(modes)}. Drop it.")
+  if not FLAGS.workdir:
+    raise ConfigError("--workdir is required.")
+  run_files.check_name_length(FLAGS.workdir)
+  return MODES[FLAGS.mode](FLAGS.workdir)
 
 
 if __name__ == "__main__":
   if len(sys.argv) == 1:
     print(usage())
     sys.exit(2)
-  app.run(main, flags_parser=parse_flags)
+  try:  # a bad --config (a file that does not load, a key it lacks, a value of
+    # the wrong type), a bad flag or any ConfigError: one paragraph and exit 2.
+    app.run(main, flags_parser=lambda argv: configs.check_command_line(argv)
+            or flags.FLAGS(argv))
+  except (ConfigError, flags.Error) as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)

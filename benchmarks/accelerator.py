@@ -52,7 +52,6 @@ from benchmarks import step_time
 from seqjax import configs
 from seqjax import models
 from seqjax import stepping
-from seqjax import train
 from seqjax.errors import ConfigError
 from seqjax.interfaces import IOSpec
 from seqjax.models import attention
@@ -118,7 +117,7 @@ def train_flops(cfg, length: int, batch: int) -> float:
 def experiment(name: str, extra: str, width: int, layers: int, length: int,
                batch: int, **train_fields):
   cfg = step_time.model_section(name, width, layers, extra)
-  return step_time.experiment(cfg, length, VOCAB, batch, **train_fields)
+  return step_time.make_experiment(cfg, length, VOCAB, batch, **train_fields)
 
 
 def lm_variants() -> list[tuple[str, str]]:
@@ -214,7 +213,7 @@ def section_mfu(sizes, budget, out_dir) -> dict:
 def _mfu(impl: str, s: dict, peak: float | None) -> dict:
   cfg = step_time.model_section("transformer", s["width"], s["layers"],
                                 f"num_heads={s['heads']},attention_impl={impl}")
-  exp = step_time.experiment(cfg, s["length"], VOCAB, s["batch"],
+  exp = step_time.make_experiment(cfg, s["length"], VOCAB, s["batch"],
                              compute_dtype="bfloat16")
   timing = step_time.time_steps(exp, s["steps"])
   flops = train_flops(configs.to_dataclass(models.MODELS, cfg, "model"),

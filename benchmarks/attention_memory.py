@@ -24,8 +24,8 @@ import jax
 
 from benchmarks import machine
 from benchmarks import step_time
+from seqjax import experiment
 from seqjax import stepping
-from seqjax import train
 
 _LENGTHS = flags.DEFINE_list("lengths", "512,1024,2048,4096,8192,16384",
                              "Sequence lengths.")
@@ -45,9 +45,9 @@ def measure(impl: str, length: int, width: int, layers: int, vocab: int,
       "transformer", width, layers,
       f"num_heads={heads},attention_impl={impl},block_size={block_size},"
       "positional=rope")
-  exp = step_time.experiment(cfg, length, vocab, 1)
-  abstract = (train.abstract_state(exp), jax.eval_shape(
-      train.make_batch_fn(exp, train.TRAIN), 0))
+  exp = step_time.make_experiment(cfg, length, vocab, 1)
+  abstract = (experiment.abstract_state(exp), jax.eval_shape(
+      stepping.make_batch_fn(exp, experiment.TRAIN), 0))
   t0 = time.perf_counter()
   compiled = stepping.make_train_step(exp).lower(*abstract).compile()
   mem = compiled.memory_analysis()
@@ -57,8 +57,8 @@ def measure(impl: str, length: int, width: int, layers: int, vocab: int,
              xla_temp_mib=mem.temp_size_in_bytes / 2**20,
              xla_total_mib=need / 2**20, ran=False)
   if need < run_limit_gib * 2**30:
-    state = train.init_state(exp)
-    batch = train.make_batch_fn(exp, train.TRAIN)(0)
+    state = experiment.init_state(exp)
+    batch = stepping.make_batch_fn(exp, experiment.TRAIN)(0)
     t0 = time.perf_counter()
     state, metrics = compiled(state, batch)
     loss = float(jax.device_get(metrics["loss"]))

@@ -78,7 +78,7 @@ def main(argv):
   ours_cfg = step_time.model_section(
       "transformer", d, n, f"num_heads={d // 64},mlp_ratio=4,norm=pre,"
       "positional=sinusoidal,attention_impl=xla")
-  ours = step_time.experiment(ours_cfg, l, v, b)
+  ours = step_time.make_experiment(ours_cfg, l, v, b)
   flax_model = SequenceModel(io=ours.task.io, width=d,
                              backbone=FlaxAttentionBackbone(d, n))
   theirs = dataclasses.replace(ours, model=flax_model)

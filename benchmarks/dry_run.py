@@ -11,7 +11,7 @@ it), split into the groups the sweep would train (`sweep.expand`,
 `sweep.make_groups`; `--group_size` as launch.py's, default 32 with an
 accelerator, 8 on a CPU). Each distinct program (the trials' `program_key` and
 the group's size) is compiled once from shapes alone (`jax.eval_shape`: no
-state is allocated), checked by `train.check_fits` (arguments + outputs +
+state is allocated), checked by `stepping.check_fits` (arguments + outputs +
 temporaries against one device's memory), and, with `--time_steps` > 0 and when
 it fits, run for that many steps after one warm-up step. The estimate is the
 median step time times the group's train steps, summed over the groups: the
@@ -62,7 +62,7 @@ def plan_program(exp, n: int, time_steps: int) -> dict:
   abstract = jax.eval_shape(lambda: group_step.group_args(exp, n))
   t0 = time.perf_counter()
   try:
-    compiled = train.make_group_step(exp).lower(*abstract).compile()
+    compiled = stepping.make_group_step(exp).lower(*abstract).compile()
   except Exception as e:  # pylint: disable=broad-except
     # What the planner is for: a group that does not compile is a finding.
     return dict(compiles=False, error=f"{type(e).__name__}: {e}"[:500])
@@ -71,10 +71,10 @@ def plan_program(exp, n: int, time_steps: int) -> dict:
       mem.argument_size_in_bytes + mem.output_size_in_bytes
       + mem.temp_size_in_bytes - mem.alias_size_in_bytes)
   row = dict(compiles=True, compile_s=round(time.perf_counter() - t0, 2),
-             temp_mb=train.compiled_temp_mb(compiled),
+             temp_mb=stepping.compiled_temp_mb(compiled),
              need_gib=None if need is None else round(need / 2**30, 2), fits=True)
   try:
-    train.check_fits(compiled, exp, n)
+    stepping.check_fits(compiled, exp, n)
   except ConfigError as e:
     return dict(row, fits=False, error=str(e))
   if time_steps:

@@ -24,8 +24,8 @@ import jax.numpy as jnp
 
 from benchmarks import machine
 from benchmarks import step_time
+from seqjax import experiment
 from seqjax import stepping
-from seqjax import train
 
 _MODELS = flags.DEFINE_list("models", ["rnn", "lstm", "gru", "lru", "transformer"],
                             "Model names.")
@@ -33,8 +33,8 @@ F = flags.FLAGS  # step_time's: --batch --length --width --layers --vocab --step
 _GROUP = flags.DEFINE_integer("group", 4, "Runs in the group (N).")
 
 
-def group_args(exp: train.Experiment, n: int) -> tuple:
-  """The arguments of `train.make_group_step(exp)` for `n` runs of `exp`
+def group_args(exp: experiment.Experiment, n: int) -> tuple:
+  """The arguments of `stepping.make_group_step(exp)` for `n` runs of `exp`
   (seeds 0..n-1: different initial parameters and batches, equal
   hyperparameters): (state, alive, batch, hp, dropout keys, started). Under
   `jax.eval_shape`, their shapes without allocating them."""
@@ -42,18 +42,18 @@ def group_args(exp: train.Experiment, n: int) -> tuple:
   # Each run initialised alone and stacked, as train.py's groups are: a vmapped
   # init runs the orthogonal initialiser's QR as one batched LAPACK call, which
   # was seen to hang on XLA:CPU (all threads waiting, in jax::ParallelBatchMap).
-  init = jax.jit(train.init_fn(exp))
+  init = jax.jit(experiment.init_fn(exp))
   state = jax.tree_util.tree_map(
       lambda *xs: jnp.stack(xs),
-      *[init(key) for key in stepping.stream_keys(seeds, train.INIT)])
-  batch = stepping.make_group_batch_fn(exp, seeds, train.TRAIN)(0)
+      *[init(key) for key in stepping.stream_keys(seeds, experiment.INIT)])
+  batch = stepping.make_group_batch_fn(exp, seeds, experiment.TRAIN)(0)
   hp = {k: jnp.full((n,), v, jnp.float32)
-        for k, v in train.hyperparameters(exp.train).items()}
-  keys = stepping.stream_keys(seeds, train.DROPOUT)
+        for k, v in experiment.hyperparameters(exp.train).items()}
+  keys = stepping.stream_keys(seeds, experiment.DROPOUT)
   return state, jnp.ones(n, bool), batch, hp, keys, jnp.ones(n, bool)
 
 
-def group_step(exp: train.Experiment, n: int):
+def group_step(exp: experiment.Experiment, n: int):
   """seqjax's compiled group step of `n` runs of `exp` (`group_args`) as a
   callable that blocks."""
   state, alive, batch, hp, keys, started = group_args(exp, n)
@@ -76,7 +76,7 @@ def measure(name: str, n: int, batch: int, length: int, width: int, layers: int,
             vocab: int, steps: int, model_args: str = "") -> dict:
   """The interleaved solo and group step times of model `name`."""
   model_cfg = step_time.model_section(name, width, layers, model_args)
-  exp = step_time.experiment(model_cfg, length, vocab, batch)
+  exp = step_time.make_experiment(model_cfg, length, vocab, batch)
   load = os.getloadavg()[0]
   times = step_time.interleaved(
       {"solo": step_time.jax_step(exp), "group": group_step(exp, n)}, steps)

@@ -66,7 +66,7 @@ def main(argv):
   machine.setup()
   for name in ("lstm", "gru"):
     section = step_time.model_section(name, F.width, F.layers, F.model_args)
-    ours = step_time.experiment(section, F.length, F.vocab, F.batch)
+    ours = step_time.make_experiment(section, F.length, F.vocab, F.batch)
     flax_model = SequenceModel(io=ours.task.io, width=F.width,
                                backbone=FlaxBackbone(name, F.width, F.layers))
     theirs = dataclasses.replace(ours, model=flax_model)

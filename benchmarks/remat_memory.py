@@ -34,7 +34,7 @@ F = flags.FLAGS
 def residual_mb(model_args: str) -> float:
   section = step_time.model_section(F.model, F.width, F.layers,
                                     model_args)
-  exp = step_time.experiment(section, F.length, 16, F.batch)
+  exp = step_time.make_experiment(section, F.length, 16, F.batch)
   tokens = jnp.zeros((F.batch, F.length), jnp.int32)
   params = exp.model.init(jax.random.key(0), tokens)["params"]
   loss = lambda p: cross_entropy(exp.model.apply({"params": p}, tokens), tokens,

@@ -21,11 +21,11 @@ import ml_collections
 
 from benchmarks import machine
 from seqjax import configs
+from seqjax import experiment
 from seqjax import models
 from seqjax import parallel
 from seqjax import stepping
 from seqjax import tasks
-from seqjax import train
 
 _MODEL = flags.DEFINE_string("model", "transformer", "Model name.")
 _VOCAB = flags.DEFINE_integer("vocab", 8192, "Vocabulary V.")
@@ -46,15 +46,15 @@ def main(argv):
   config.train = configs.train_defaults()
   config.train.batch_size = _BATCH.value
   config.mesh = parallel.mesh_defaults()
-  exp = train.build(config)
+  exp = experiment.build(config)
   step = stepping.make_train_step(exp)
-  batch_fn = train.make_batch_fn(exp, train.TRAIN)
+  batch_fn = stepping.make_batch_fn(exp, experiment.TRAIN)
   batches = {"scored": [batch_fn(i) for i in range(_STEPS.value + 1)]}
   batches["full"] = [{k: v for k, v in b.items() if k != "positions"}
                      for b in batches["scored"]]
   states, compiled, times = {}, {}, {"scored": [], "full": []}
   for way, bs in batches.items():
-    states[way] = train.init_state(exp)
+    states[way] = experiment.init_state(exp)
     compiled[way] = step.lower(states[way], bs[0]).compile()
     states[way], _ = compiled[way](states[way], bs[0])  # warm-up
     jax.block_until_ready(states[way])

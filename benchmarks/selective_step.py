@@ -36,7 +36,7 @@ def steps(entries, width, layers, length, vocab, batch) -> dict:
     name, _, scan = entry.partition(":")
     section = step_time.model_section(name, width, layers,
                                       f"scan={scan}" if scan else "")
-    out[entry] = step_time.jax_step(step_time.experiment(section, length, vocab, batch))
+    out[entry] = step_time.jax_step(step_time.make_experiment(section, length, vocab, batch))
   return out
 
 

@@ -26,10 +26,10 @@ try:
 except ImportError:  # run as a file: python benchmarks/step_time.py
   import machine  # pylint: disable=g-import-not-at-top
 from seqjax import configs
+from seqjax import experiment
 from seqjax import models
 from seqjax import parallel
 from seqjax import stepping
-from seqjax import train
 from seqjax.experiment import make_optimizer
 from seqjax.tasks import base
 
@@ -80,8 +80,8 @@ def model_section(name: str, width: int, layers: int, extra: str):
   return section
 
 
-def experiment(model_cfg, length: int, vocab: int, batch: int,
-               **train_fields) -> train.Experiment:
+def make_experiment(model_cfg, length: int, vocab: int, batch: int,
+               **train_fields) -> experiment.Experiment:
   """`model_cfg` on `RandomTokens`; `train_fields` replace the train defaults
   (`compute_dtype="bfloat16"`)."""
   task = RandomTokens(length, vocab)
@@ -89,15 +89,15 @@ def experiment(model_cfg, length: int, vocab: int, batch: int,
   train_cfg = dataclasses.replace(train_cfg, batch_size=batch, **train_fields)
   tx, schedule = make_optimizer(train_cfg)
   mesh_cfg = parallel.MeshConfig()
-  return train.Experiment(None, task, models.build(model_cfg, task.io), train_cfg,
+  return experiment.Experiment(None, task, models.build(model_cfg, task.io), train_cfg,
                           tx, schedule, mesh_cfg, parallel.make_mesh(mesh_cfg, batch))
 
 
-def time_steps(exp: train.Experiment, steps: int) -> dict:
+def time_steps(exp: experiment.Experiment, steps: int) -> dict:
   """Compiles and times `steps` training steps; returns the measurements."""
-  state = train.init_state(exp)
+  state = experiment.init_state(exp)
   train_step = stepping.make_train_step(exp)
-  batch_fn = train.make_batch_fn(exp, train.TRAIN)
+  batch_fn = stepping.make_batch_fn(exp, experiment.TRAIN)
   batches = [batch_fn(i) for i in range(steps + 2)]
   jax.block_until_ready(batches)
   t0 = time.perf_counter()
@@ -119,20 +119,20 @@ def time_steps(exp: train.Experiment, steps: int) -> dict:
       compile_s=compile_s,
       peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
       temp_mb=getattr(memory, "temp_size_in_bytes", float("nan")) / 2**20,
-      num_params=train.num_params(state.params),
+      num_params=stepping.num_params(state.params),
       device=jax.devices()[0].device_kind,
   )
 
 
-def jax_step(exp: train.Experiment):
+def jax_step(exp: experiment.Experiment):
   """seqjax's compiled train step of `exp` as a callable that blocks."""
-  state = train.init_state(exp)
-  batch = train.make_batch_fn(exp, train.TRAIN)(0)
+  state = experiment.init_state(exp)
+  batch = stepping.make_batch_fn(exp, experiment.TRAIN)(0)
   t0 = time.perf_counter()
   compiled = stepping.make_train_step(exp).lower(state, batch).compile()
   info = dict(compile_s=time.perf_counter() - t0,
-              num_params=train.num_params(state.params),
-              step_temp_mb=train.compiled_temp_mb(compiled))
+              num_params=stepping.num_params(state.params),
+              step_temp_mb=stepping.compiled_temp_mb(compiled))
   box = [state]
 
   def step():
@@ -221,7 +221,7 @@ def main(argv):
   machine.setup()
   model_cfg = model_section(_MODEL.value, _WIDTH.value, _LAYERS.value,
                             _MODEL_ARGS.value)
-  exp = experiment(model_cfg, _LENGTH.value, _VOCAB.value, _BATCH.value)
+  exp = make_experiment(model_cfg, _LENGTH.value, _VOCAB.value, _BATCH.value)
   result = time_steps(exp, _STEPS.value)
   result.update(model=_MODEL.value, batch=_BATCH.value, length=_LENGTH.value,
                 width=_WIDTH.value, layers=_LAYERS.value, vocab=_VOCAB.value,

@@ -12,7 +12,7 @@ whatever its size). The LRA file tasks read their folders from --lra_dirs (`imdb
 aan_dir=...,cifar10_dir=...`), or from small files in the official formats that --lra_files=DIR
 writes (random bytes at LRA lengths). --generation=N also times generating N Pathfinder images
 at each resolution (offline, once per data set) and prints images per second. Generator: the jitted `batch(i)` the training loop calls
-(`train.make_batch_fn`), median over --steps calls after warm-up. Train step:
+(`stepping.make_batch_fn`), median over --steps calls after warm-up. Train step:
 seqjax's jitted `train_step` on the same experiment, median over --steps steps on
 pre-generated batches after warm-up (reverse needs a
 seq2seq model; with a model that cannot serve the task the step is "n/a"). Prints one
@@ -31,8 +31,8 @@ import numpy as onp
 
 from benchmarks import machine
 from benchmarks import step_time
+from seqjax import experiment
 from seqjax import stepping
-from seqjax import train
 from seqjax.errors import ConfigError
 from seqjax.tasks import pathfinder
 
@@ -57,9 +57,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def config_of(name: str, quick: bool, model: str, extra: str = ""):
   """The config of `experiments/<name>.py`, or of experiments/lra.py for
   `lra:<task>` (then with `extra`, the --lra_dirs arguments)."""
-  experiment, _, lra_task = name.partition(":")
+  stem, _, lra_task = name.partition(":")
   spec = importlib.util.spec_from_file_location(
-      experiment, os.path.join(ROOT, "experiments", f"{experiment}.py"))
+      stem, os.path.join(ROOT, "experiments", f"{stem}.py"))
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   args = ["quick"] * quick + [f"model={model}"]
@@ -125,9 +125,9 @@ def time_pathfinder_generation(num: int) -> None:
                       images_per_s=round(num / seconds, 1)))
 
 
-def time_generator(exp: train.Experiment, steps: int) -> float:
+def time_generator(exp: experiment.Experiment, steps: int) -> float:
   """Median milliseconds of one training batch, generated on the device."""
-  batch_fn = train.make_batch_fn(exp, train.TRAIN)
+  batch_fn = stepping.make_batch_fn(exp, experiment.TRAIN)
   jax.block_until_ready(batch_fn(0))
   times = []
   for i in range(1, steps + 1):
@@ -137,11 +137,11 @@ def time_generator(exp: train.Experiment, steps: int) -> float:
   return 1e3 * statistics.median(times)
 
 
-def time_train_step(exp: train.Experiment, steps: int) -> float:
+def time_train_step(exp: experiment.Experiment, steps: int) -> float:
   """Median milliseconds of one training step on pre-generated batches."""
-  state = train.init_state(exp)
+  state = experiment.init_state(exp)
   train_step = stepping.make_train_step(exp)
-  batch_fn = train.make_batch_fn(exp, train.TRAIN)
+  batch_fn = stepping.make_batch_fn(exp, experiment.TRAIN)
   batches = jax.block_until_ready([batch_fn(i) for i in range(steps + 1)])
   state, _ = train_step(state, batches[0])  # compile and warm up
   jax.block_until_ready(state)
@@ -166,7 +166,7 @@ def main(argv):
   for name in filter(None, _TASKS.value.split(",")):
     try:
       config = config_of(name, _QUICK.value, _MODEL.value, lra_dirs)
-      exp = train.build(adjust(config, _BATCH_SIZE.value, task_args))
+      exp = experiment.build(adjust(config, _BATCH_SIZE.value, task_args))
     except ConfigError as e:
       machine.emit(dict(task=name, error=str(e)))
       continue

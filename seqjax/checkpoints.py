@@ -170,17 +170,14 @@ def _set_aside(mngr, step: int, error: Exception) -> None:
   mngr.reload()
 
 
-def first_line(error: Exception) -> str:
-  return str(error).splitlines()[0] if str(error) else ""
-
-
 def reason(error: BaseException, directory: str = "") -> str:
   """Why checkpoint `directory` does not read, in one line: the innermost error
   of the chain (TensorStore's names the array and the file, here relative to
   `directory`), without the TensorStore spec that Orbax's own message carries."""
   while error.__cause__ is not None:
     error = error.__cause__
-  text = first_line(error).split(" See full TensorStore details")[0]
+  text = (str(error).splitlines() or [""])[0].split(
+      " See full TensorStore details")[0]
   match = re.search(r'Error reading "([^"/]+)[^"]*" in OCDBT database at local '
                     r'file "([^"]+)"(?::\s*(.*))?', text)
   if not match:

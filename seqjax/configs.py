@@ -98,40 +98,34 @@ def _failure(path: str, doing: str, e: Exception) -> ConfigError:
       f"{frame.filename}, line {frame.lineno}, in {frame.name}).")
 
 
-def config_flag(argv: list[str], flag: str = "config"
-                ) -> tuple[str, str | None] | None:
+def config_flag(argv: list[str]) -> tuple[str, str | None] | None:
   """(path, arg) of the `--config=PATH[:ARG]` flag in `argv` (arg None when
   empty or absent); None without the flag."""
-  prefix = f"--{flag}="
-  spec = next((a[len(prefix):] for a in argv if a.startswith(prefix)), None)
+  spec = next((a[len("--config="):] for a in argv if a.startswith("--config=")),
+              None)
   if spec is None:
     return None
   path, _, arg = spec.partition(":")
   return path, arg or None
 
 
-def load_config(path: str, arg: str | None) -> ml_collections.ConfigDict:
-  """`get_config(arg)` of the experiment file `path`; every failure is a
-  ConfigError naming the file (`load_module`, `get_config`)."""
-  return get_config(load_module(path), arg)
-
-
-def check_command_line(argv: list[str], flag: str = "config") -> None:
-  """Loads the `--config` file of `argv` (`load_config`) and refuses a
-  `--config.KEY=VALUE` whose KEY the config lacks, naming the keys allowed
-  there: one ConfigError before the flag parser runs the file again."""
-  spec = config_flag(argv, flag)
+def check_command_line(argv: list[str]) -> None:
+  """Loads the `--config` file of `argv` (`load_module`, `get_config`: every
+  failure a ConfigError naming the file) and refuses a `--config.KEY=VALUE`
+  whose KEY the config lacks, naming the keys allowed there: one ConfigError
+  before the flag parser runs the file again."""
+  spec = config_flag(argv)
   if spec is None:
     return
-  config = load_config(*spec)
+  config = get_config(load_module(spec[0]), spec[1])
   for item in argv:
-    if item.startswith(f"--{flag}."):
-      key = item[len(flag) + 3:].split("=", 1)[0]
+    if item.startswith("--config."):
+      key = item[len("--config."):].split("=", 1)[0]
       parent, _, leaf = key.rpartition(".")
       node = _section(config, parent)
       if node is None or leaf not in node:
         raise ConfigError(
-            f"unknown config key {key!r} in --{flag}.{key}; keys allowed under "
+            f"unknown config key {key!r} in --config.{key}; keys allowed under "
             f"config{'.' + parent if parent else ''}: "
             f"{', '.join(sorted(node.keys())) if node is not None else '(see the config file)'}.")
 
@@ -146,20 +140,17 @@ def _section(config: ml_collections.ConfigDict, path: str):
   return node if isinstance(node, ml_collections.ConfigDict) else None
 
 
-def overrides_from_argv(argv: list[str], config: ml_collections.ConfigDict,
-                        flag: str = "config") -> dict:
+def overrides_from_argv(argv: list[str], config: ml_collections.ConfigDict
+                        ) -> dict:
   """{"model.width": 16} for each `--config.model.width=...` of `argv`, with the
   value the flag parser gave it in `config` (typed like the config's value;
   the parser has already refused unknown keys)."""
-  prefix = f"--{flag}."
   out = {}
   for item in argv:
-    if item.startswith(prefix) and "=" in item:
-      key = item[len(prefix):].split("=", 1)[0]
-      node = config
-      for part in key.split("."):
-        node = node[part]
-      out[key] = node
+    if item.startswith("--config.") and "=" in item:
+      key = item[len("--config."):].split("=", 1)[0]
+      parent, _, leaf = key.rpartition(".")
+      out[key] = _section(config, parent)[leaf]
   return out
 
 

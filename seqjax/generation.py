@@ -28,8 +28,8 @@ from seqjax import digit_eval
 from seqjax import experiment
 from seqjax import run_files
 from seqjax import sampling
+from seqjax import stepping
 from seqjax import tasks
-from seqjax import train
 from seqjax.errors import ConfigError
 from seqjax.tasks import text_to_image as t2i
 
@@ -181,7 +181,7 @@ def _token_prompts(task, prompts, num_samples: int, config) -> onp.ndarray:
       raise ConfigError(f"--prompt: at most {io.length} tokens.")
     return onp.array(rows, onp.int32)
   exp = experiment.build(config)
-  batch_fn = train.make_batch_fn(exp, experiment.TEST)  # held-out examples
+  batch_fn = stepping.make_batch_fn(exp, experiment.TEST)  # held-out examples
   inputs = onp.concatenate([
       onp.asarray(batch_fn(i)["inputs"])
       for i in range(-(-num_samples // exp.train.batch_size))])[:num_samples]

@@ -292,7 +292,7 @@ def check(path: str, arg: str | None, plan: Plan) -> None:
   and its longest length (writes nothing, compiles nothing): a config mistake
   is a ConfigError before anything trains."""
   from seqjax import models, tasks  # pylint: disable=import-outside-toplevel
-  module = sweep.load_experiment(path)
+  module = configs.load_module(path)
   for one in plan.searches:
     for length in (one.start, one.max_length):
       config = sweep.trial_config(module, arg, probe_trials(plan, one, length)[0])
@@ -318,7 +318,7 @@ def read_probe(workdir: str, plan: Plan, one: Search, length: int
 
 
 def _finished(trials: list) -> bool:
-  return all(s and s.get("status") in sweep.FINAL for _, s in trials)
+  return all(s and s.get("status") in run_files.FINAL for _, s in trials)
 
 
 def progress(workdir: str, plan: Plan, one: Search
@@ -377,7 +377,7 @@ def sweep_runner(path: str, arg: str | None, runner: sweep.Runner,
   (`group_size`), through `runner` (a process per group, its `jobs` slots shared
   by every probe running; finished trials are not trained again). Raises
   KeyboardInterrupt once a SIGINT or SIGTERM has stopped the runner's groups."""
-  module = sweep.load_experiment(path)
+  module = configs.load_module(path)
   size = group_size or sweep.default_group_size()
 
   def run_trials(trials: list[dict]) -> None:
@@ -398,7 +398,7 @@ def run(path: str, arg: str | None, workdir: str, jobs: int = 1,
   searches `done` and `unfinished` in this shard, and `interrupted` (1 if a
   SIGINT or SIGTERM stopped it: run_trials raised KeyboardInterrupt)."""
   configs.check_positive("--jobs", jobs=jobs)
-  module = sweep.load_experiment(path)
+  module = configs.load_module(path)
   if not hasattr(module, "get_search"):
     raise ConfigError(f"{path} defines no get_search(arg); a horizon search "
                       "needs one.")

@@ -40,6 +40,7 @@ import re
 
 import numpy as onp
 
+from seqjax import horizon
 from seqjax import run_files
 from seqjax import scores
 from seqjax import strict_json
@@ -104,44 +105,37 @@ def aggregate(workdir: str, rows: list[dict] | None = None) -> dict:
   "points": [...]}} of the finished trials of `rows` (default: `results`)."""
   by_task = collections.defaultdict(list)
   for r in results(workdir) if rows is None else rows:
-    if r["status"] in sweep.FINAL and r.get("test"):
+    if r["status"] in run_files.FINAL and r.get("test"):
       by_task[r["task"]].append(r)
-  groups = collections.defaultdict(lambda: collections.defaultdict(list))
-  meta, constant = {}, {}
+  report = {}
   for task, trials in by_task.items():
     key = next((r["axis"] for r in trials if r.get("axis")), None)
     first = trials[0]
-    meta[task] = dict(metric=first["metric"], mode=first["mode"],
-                      chance=first["chance"],
-                      baselines=first.get("baselines") or {}, length_key=key)
+    metric, mode = first["metric"], first["mode"]
     settings = [_setting(r["overrides"], key) for r in trials]
     # An override with one value across the task's trials (the sweep's
     # `arg.task`, say) distinguishes nothing: left out of the labels.
-    constant[task] = set.intersection(*(set(s) for s in settings))
+    constant = set.intersection(*(set(s) for s in settings))
+    points = collections.defaultdict(list)
     for r, setting in zip(trials, settings):
-      groups[task][(r["model"], r["overrides"].get(key), setting)].append(r)
-  report = {}
-  for task, points in groups.items():
-    metric, mode = meta[task]["metric"], meta[task]["mode"]
+      points[(r["model"], r["overrides"].get(key), setting)].append(r)
     table = []
-    for (model, length, setting), trials in sorted(points.items(),
-                                                   key=_point_order):
+    for (model, length, setting), members in sorted(points.items(),
+                                                    key=_point_order):
       by_lr = collections.defaultdict(list)
-      for t in trials:
-        lr = t["overrides"].get("train.learning_rate", "default")
-        by_lr[lr].append(t)
-      valid = {lr: _mean(_score(t, "final", metric, mode) for t in by_lr[lr])
+      for t in members:
+        by_lr[t["overrides"].get("train.learning_rate", "default")].append(t)
+      valid = {lr: _mean(_score(t, t["final"], metric, mode) for t in by_lr[lr])
                for lr in sorted(by_lr, key=_value_order)}
       # Ties go to the latest item, so ranking the rates from the largest down
       # chooses the smallest of tied rates (the first a sweep tries), said so.
       pick = scores.best(reversed(valid), valid.get, mode)
       tied = [lr for lr, v in valid.items() if v == valid[pick]]
       chosen = by_lr[pick]
-      test = [_score(t, "test", metric, mode) for t in chosen]
+      test = [_score(t, t["test"], metric, mode) for t in chosen]
       table.append(dict(
           model=model, length=length, setting=dict(setting),
-          label=_label(model, tuple(kv for kv in setting
-                                    if kv not in constant[task])),
+          label=_label(model, tuple(kv for kv in setting if kv not in constant)),
           learning_rate=pick, tied_learning_rates=tied if len(tied) > 1 else [],
           valid=valid[pick], test_mean=_mean(test), test_min=min(test),
           test_max=max(test), seeds=len(chosen),
@@ -155,7 +149,9 @@ def aggregate(workdir: str, rows: list[dict] | None = None) -> dict:
           group_size=max(_group(t) for t in chosen),
           num_params=chosen[0].get("num_params"),
           extra_tests=_extra_tests(chosen, metric, mode)))
-    report[task] = dict(meta[task], points=table)
+    report[task] = dict(metric=metric, mode=mode, chance=first["chance"],
+                        baselines=first.get("baselines") or {}, length_key=key,
+                        points=table)
   return report
 
 
@@ -167,11 +163,8 @@ def _extra_tests(trials: list, metric: str, mode: str) -> dict:
                  key=_natural)
   out = {}
   for name in names:
-    values = []
-    for t in trials:
-      value = ((t.get("extra_tests") or {}).get(name) or {}).get(metric)
-      values.append(scores.score(value if t["status"] == "completed" else None,
-                                 mode))
+    values = [_score(t, (t.get("extra_tests") or {}).get(name), metric, mode)
+              for t in trials]
     out[name] = dict(mean=_mean(values), min=min(values), max=max(values))
   return out
 
@@ -184,6 +177,8 @@ def _natural(name: str) -> list:
 def _group(trial: dict) -> int:
   """Trials that trained together in one program with this one (1: alone)."""
   return trial.get("group_size") or 1
+
+
 def _point_order(item) -> tuple:
   """By model and setting, then the axis's values (`_value_order`)."""
   (model, length, setting), _ = item
@@ -206,16 +201,18 @@ def _mean(xs) -> float:
   return float(onp.mean(xs)) if xs else float("nan")
 
 
-def _score(trial: dict, split: str, metric: str, mode: str) -> float:
-  """The trial's `metric` on `split` (`scores.score`: the worst for a diverged
-  trial, or a value missing or not finite)."""
+def _score(trial: dict, metrics: dict | None, metric: str, mode: str) -> float:
+  """`metric` of `metrics`, one split's of `trial` (`scores.score`: the worst
+  for a diverged trial, or a value missing or not finite)."""
   completed = trial["status"] == "completed"
-  return scores.score((trial[split] or {}).get(metric) if completed else None,
-                      mode)
+  return scores.score((metrics or {}).get(metric) if completed else None, mode)
 
 
 def write(workdir: str) -> dict:
-  """Writes DIR/report.json, DIR/report.md and the plots; returns the report."""
+  """Writes DIR/report.json, DIR/report.md and the plots; returns the report.
+  A horizon search's directory (it holds its plan) gets `horizon.report`."""
+  if os.path.exists(os.path.join(workdir, horizon.PLAN)):
+    return horizon.report(workdir)
   from seqjax import plots  # pylint: disable=import-outside-toplevel
   rows = results(workdir)
   if not rows:
@@ -253,7 +250,7 @@ def write(workdir: str) -> dict:
           f"{p['num_params']} |")
     lines.append("")
     lines += _extra_lines(workdir, task, data, plots)
-  unfinished = [r for r in rows if r["status"] not in sweep.FINAL]
+  unfinished = [r for r in rows if r["status"] not in run_files.FINAL]
   lines += ["## Trials without a result", ""] * bool(unfinished) + [
       f"- {r['trial']}: {r['status']}, {r['error']}" +
       (f" (log: {r['log']})" if r.get("log") else "") for r in unfinished]

@@ -27,10 +27,10 @@ import numpy as onp
 from seqjax import experiment
 from seqjax import precision
 from seqjax import report
-from seqjax import scores
-from seqjax import tasks
-from seqjax import train
 from seqjax import run_files
+from seqjax import scores
+from seqjax import stepping
+from seqjax import tasks
 
 CLAIMS = ("adding", "copy_memory", "flip_flop", "mqar", "selective_copy",
           "induction_extrapolation", "gradients", "positions", "causal_mask")
@@ -237,7 +237,7 @@ def count_errors(run_dir: str, min_reads: int, batch_size: int = 256) -> dict:
   restored = experiment.load(run_dir)
   config = restored.config
   config.train.batch_size = batch_size
-  exp = train.build(config)
+  exp = experiment.build(config)
   dtype = precision.DTYPES[exp.train.compute_dtype]
 
   @jax.jit
@@ -251,7 +251,7 @@ def count_errors(run_dir: str, min_reads: int, batch_size: int = 256) -> dict:
   counts = {}
   sets = {"in_distribution": exp.task, **exp.task.eval_sets}
   for name, task in sets.items():
-    batch_fn = train.make_batch_fn(exp, train.TEST, task)
+    batch_fn = stepping.make_batch_fn(exp, experiment.TEST, task)
     errors = reads = i = 0
     while reads < min_reads:
       e, n = jax.device_get(wrong_and_reads(restored.params, batch_fn(i)))

@@ -17,6 +17,8 @@ import ml_collections
 from seqjax import strict_json
 from seqjax.errors import ConfigError
 
+FINAL = ("completed", "diverged")  # the statuses of a finished run's summary
+
 
 def config_dict(config: ml_collections.ConfigDict) -> dict:
   return json.loads(config.to_json())

@@ -288,11 +288,6 @@ def split_batches(exp: Experiment, split: Split, seeds: list[int], exact: bool,
           for i in range(num_batches or exp.train.eval_batches))
 
 
-def evaluate(exp: Experiment, params, split: Split | str = "eval") -> dict[str, float]:
-  """Mean metrics of one run's `params` on a held-out split (`evaluate_split`)."""
-  return evaluate_split(exp, params, split)[0]
-
-
 def evaluate_split(exp: Experiment, params, split: Split | str = "eval",
                    num_batches: int | None = None) -> tuple[dict[str, float], int]:
   """(mean metrics, number of examples evaluated) of one run's `params` on a

@@ -55,7 +55,6 @@ from seqjax import run_files
 from seqjax import run_lock
 from seqjax.errors import ConfigError
 
-FINAL = ("completed", "diverged")
 # glibc's malloc in a group's process: one arena, never mmap, keep up to 1 GiB
 # freed. XLA:CPU mallocs a program's temporaries on every execution; a group's
 # (N runs' worth) pass glibc's mmap threshold, and each step then page-faulted
@@ -120,10 +119,6 @@ def trial_name(overrides: dict) -> str:
   return f"{name[:MAX_NAME_BYTES - len(digest) - 1]}-{digest}"
 
 
-def load_experiment(path: str):
-  return configs.load_module(path)
-
-
 def trial_config(module, arg: str | None, overrides: dict
                  ) -> ml_collections.ConfigDict:
   """The config of one trial: `get_config` with the `arg.*` overrides merged into
@@ -165,14 +160,14 @@ def expand(path: str, arg: str | None, overrides: dict | None = None
   every trial after its own: they join each trial's overrides, last, and leave
   its name as the grid alone makes it.
   """
-  module = load_experiment(path)
+  module = configs.load_module(path)
   if not hasattr(module, "get_sweep"):
     raise ConfigError(f"{path} defines no get_sweep(arg); --mode=sweep needs one.")
   grid = module.get_sweep(arg)
   names = [trial_name(o) for o in grid]
   if len(set(names)) != len(names):
     raise ConfigError("Two trials of the sweep have the same overrides.")
-  axis = sweep_axis(module)
+  axis = getattr(module, "SWEEP_AXIS", None)  # the report's x-axis, or None
   if axis and grid and not any(axis in o for o in grid):
     raise ConfigError(f"{path}: SWEEP_AXIS={axis!r} is no override of the sweep; "
                       f"its keys: {', '.join(sorted({k for o in grid for k in o}))}.")
@@ -190,12 +185,6 @@ def trial(module, arg: str | None, overrides: dict, name: str | None = None
   models.build(config.model, task.io)
   configs.train_config(config.train)
   return Trial(name or trial_name(overrides), overrides, config, task.io.length)
-
-
-def sweep_axis(module) -> str | None:
-  """The override the experiment names as its sweep's x-axis (`SWEEP_AXIS`
-  beside `get_sweep`), or None: the report then draws no line plot."""
-  return getattr(module, "SWEEP_AXIS", None)
 
 
 def shard(trials: list, spec: str | None) -> list:
@@ -265,7 +254,7 @@ def outcome(trial_dir: str) -> tuple[str, dict]:
   unfinished by a process that crashed or was killed."""
   info = run_lock.holder(trial_dir)  # before the summary: a holder may finish
   summary = run_files.read_json(os.path.join(trial_dir, "summary.json")) or {}
-  if summary.get("status") in FINAL:
+  if summary.get("status") in run_files.FINAL:
     return summary["status"], summary
   if info and info["live"] is not False:
     return "held", dict(summary, holder=run_lock.describe(info))
@@ -301,8 +290,8 @@ class Runner:
             "Eigen runs on one thread in a group (multi-threaded, it can hang a "
             f"group's step); --jobs={cores} runs a group on every core.",
             file=self.out, flush=True)
-    finished = {t.name for g in groups for t in g if _is_final(
-        run_files.read_json(os.path.join(self.workdir, t.name, "summary.json")))}
+    finished = {t.name for g in groups for t in g if outcome(
+        os.path.join(self.workdir, t.name))[0] in run_files.FINAL}
     with self.guard:
       self.total += sum(len(g) for g in groups)
       self.finished |= finished
@@ -351,7 +340,7 @@ class Runner:
     todo = []
     for t in members:
       status, summary = outcome(os.path.join(self.workdir, t.name))
-      if status in FINAL:
+      if status in run_files.FINAL:
         self._count("done")
         with self.guard:
           self.finished.discard(t.name)
@@ -380,7 +369,7 @@ class Runner:
         self.held[t.name] = summary["holder"]
       if status == "failed":
         self.failed[t.name] = log
-      self._count("done" if status in FINAL else status)
+      self._count("done" if status in run_files.FINAL else status)
     self.durations.append((time.time() - t0) / len(todo))
     self.show()
 
@@ -439,7 +428,7 @@ def run(path: str, arg: str | None, workdir: str, jobs: int = 1,
   run_files.check_writable(workdir)
   return run_trials(expand(path, arg, overrides), workdir, jobs=jobs,
                     shard_spec=shard_spec, group_size=group_size, out=out,
-                    axis=sweep_axis(load_experiment(path)))
+                    axis=getattr(configs.load_module(path), "SWEEP_AXIS", None))
 
 
 def run_trials(trials: list[Trial], workdir: str, *, jobs: int = 1,
@@ -468,9 +457,13 @@ def run_trials(trials: list[Trial], workdir: str, *, jobs: int = 1,
   return runner.counts
 
 
-def _is_final(summary: dict | None) -> bool:
-  """Whether a trial's summary.json (None: none yet) says it finished."""
-  return bool(summary) and summary.get("status") in FINAL
+def exit_status(counts: dict) -> int:
+  """launch.py's exit status for the counts of `run` (or `horizon.run`): 130
+  when interrupted (rerun to resume), 1 when a trial failed or is held
+  elsewhere (or a search is unfinished), else 0."""
+  if counts["interrupted"]:
+    return 130
+  return int(any(counts.get(k) for k in ("failed", "held", "unfinished")))
 
 
 def _die_with_parent(parent: int) -> None:
@@ -499,7 +492,7 @@ def _main() -> int:
   summaries = train.train_trials(
       [ml_collections.ConfigDict(c) for c in job["configs"]], job["workdirs"],
       progress=False)
-  return 0 if all(s["status"] in FINAL for s in summaries) else 1
+  return 0 if all(s["status"] in run_files.FINAL for s in summaries) else 1
 
 
 if __name__ == "__main__":

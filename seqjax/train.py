@@ -4,9 +4,8 @@ workdir with the files of a single run, on the compiled group step of
 solved, and writes each run's summary. A run of one config
 (`train_and_evaluate`) is a group of one, on the mesh of `config.mesh`.
 
-What it runs on is built by `seqjax.experiment` and the steps by
-`seqjax.stepping`; the names it uses of both are imported here by name, and so
-are `init_state`, `make_batch_fn` and `TEST`, which its callers take from here.
+What it runs on is built by `seqjax.experiment`, and the steps by
+`seqjax.stepping`.
 """
 
 import contextlib
@@ -24,45 +23,15 @@ import ml_collections
 import numpy as onp
 
 from seqjax import checkpoints
+from seqjax import experiment
 from seqjax import metric_log
 from seqjax import parallel
 from seqjax import run_files
 from seqjax import run_lock
 from seqjax import scores
+from seqjax import stepping
 from seqjax.errors import ConfigError
-from seqjax.experiment import abstract_state
-from seqjax.experiment import build
-from seqjax.experiment import DROPOUT
-from seqjax.experiment import Experiment
-from seqjax.experiment import GROUPABLE
-from seqjax.experiment import HYPER_KEYS
-from seqjax.experiment import hyperparameters
-from seqjax.experiment import INIT
-from seqjax.experiment import init_fn
-from seqjax.experiment import init_state
-from seqjax.experiment import load
-from seqjax.experiment import state_shardings
-from seqjax.experiment import TEST
-from seqjax.experiment import TRAIN
-from seqjax.stepping import abstract_params
-from seqjax.stepping import check_fits
-from seqjax.stepping import compiled_temp_mb
-from seqjax.stepping import eval_splits
-from seqjax.stepping import evaluate_runs
-from seqjax.stepping import evaluate_split
-from seqjax.stepping import group_shardings
-from seqjax.stepping import group_step_args
-from seqjax.stepping import make_batch_fn
-from seqjax.stepping import make_eval_step
-from seqjax.stepping import make_group_batch_fn
-from seqjax.stepping import make_group_step
-from seqjax.stepping import num_params
-from seqjax.stepping import peak_memory_mb
-from seqjax.stepping import split_batches
-from seqjax.stepping import stream_keys
 from seqjax.tasks import base
-
-FINAL = ("completed", "diverged")
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
@@ -81,9 +50,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
 
 def train_trials(configs_: list, workdirs: list[str], progress: bool = False
                  ) -> list[dict]:
-  """Trains runs whose configs differ only in `GROUPABLE` train keys (seed,
-  learning rate, ...) as one program, each in its own workdir with the files of
-  a single run. Returns their summaries.
+  """Trains runs whose configs differ only in `experiment.GROUPABLE` train keys
+  (seed, learning rate, ...) as one program, each in its own workdir with the
+  files of a single run. Returns their summaries.
 
   Parameters and optimizer state carry a leading run axis and the steps are
   vmapped over it; each run keeps its own keys, data and hyperparameters, so it
@@ -94,8 +63,10 @@ def train_trials(configs_: list, workdirs: list[str], progress: bool = False
   taken before anything is compiled, and released (with the directories it
   created) when the group is refused.
   """
-  exps = [build(c) for c in configs_]
-  _same_program(configs_)
+  exps = [experiment.build(c) for c in configs_]
+  if len({program_key(c) for c in configs_}) > 1:
+    raise ValueError("A group's configs must differ only in train."
+                     f"{{{', '.join(experiment.GROUPABLE)}}}.")
   for config, workdir in zip(configs_, workdirs):
     run_files.check(workdir, config)
   out = [run_files.read_json(os.path.join(w, "summary.json")) for w in workdirs]
@@ -103,7 +74,7 @@ def train_trials(configs_: list, workdirs: list[str], progress: bool = False
   todo, locks, created = [], [], []
   try:
     for n, workdir in enumerate(workdirs):
-      if out[n] and out[n].get("status") in FINAL:
+      if out[n] and out[n].get("status") in run_files.FINAL:
         logging.warning("%s holds a finished run (%s at step %s); nothing to do.",
                         workdir, out[n]["status"], out[n].get("step"))
         continue
@@ -153,18 +124,12 @@ def _held(workdir: str) -> dict:
 
 def program_key(config: ml_collections.ConfigDict) -> str:
   """What the compiled program of a run depends on: its config without the
-  `GROUPABLE` train keys (clipping or not is part of the program). Runs with
-  equal keys can train together as one group."""
+  `experiment.GROUPABLE` train keys (clipping or not is part of the program).
+  Runs with equal keys can train together as one group."""
   d = run_files.config_dict(config)
-  train_cfg = {k: v for k, v in d["train"].items() if k not in GROUPABLE}
+  train_cfg = {k: v for k, v in d["train"].items() if k not in experiment.GROUPABLE}
   clips = d["train"]["grad_clip"] > 0
   return json.dumps({**d, "train": train_cfg, "clips": clips}, sort_keys=True)
-
-
-def _same_program(configs_: list) -> None:
-  if len({program_key(c) for c in configs_}) > 1:
-    raise ValueError("A group's configs must differ only in train."
-                     f"{{{', '.join(GROUPABLE)}}}.")
 
 
 class _Trial:
@@ -175,8 +140,8 @@ class _Trial:
   the directory as it was.
   """
 
-  def __init__(self, exp: Experiment, workdir: str, previous: dict | None,
-               abstract, progress: bool):
+  def __init__(self, exp: experiment.Experiment, workdir: str,
+               previous: dict | None, abstract, progress: bool):
     tc, writer = exp.train, parallel.is_writer()
     self.exp, self.workdir, self.writer = exp, workdir, writer
     self.mngr = checkpoints.manager(workdir, tc.keep_checkpoints,
@@ -224,7 +189,7 @@ class _Trial:
         train_steps=steps, train_time_s=seconds,
         steps_per_s=steps / seconds if seconds > 0 else None,
         wall_time_s=self.wall_before + time.time() - group.launch_start,
-        peak_memory_mb=peak_memory_mb(), **group.extra, **self.notes)
+        peak_memory_mb=stepping.peak_memory_mb(), **group.extra, **self.notes)
     summary.update(final_and_best(self.log.records, self.exp.task))
     if self.writer:
       run_files.write_json(os.path.join(self.workdir, "summary.json"), summary)
@@ -255,7 +220,7 @@ class _Group:
   refused before any file is written), then opens each trial.
   """
 
-  def __init__(self, exps: list[Experiment], workdirs: list[str],
+  def __init__(self, exps: list[experiment.Experiment], workdirs: list[str],
                previous: list, progress: bool, stop: dict):
     exp = exps[0]
     self.exp, self.tc, self.stop = exp, exp.train, stop
@@ -263,14 +228,14 @@ class _Group:
     self.writer = parallel.is_writer()
     self.seeds = [e.train.seed for e in exps]
     t0 = time.time()
-    self.compiled = make_group_step(exp).lower(
-        *group_step_args(exp, self.seeds)).compile()
-    self.extra = dict(step_temp_mb=compiled_temp_mb(self.compiled),
+    self.compiled = stepping.make_group_step(exp).lower(
+        *stepping.group_step_args(exp, self.seeds)).compile()
+    self.extra = dict(step_temp_mb=stepping.compiled_temp_mb(self.compiled),
                       compile_s=time.time() - t0)
-    check_fits(self.compiled, exp, len(exps))
-    self.num_params = num_params(abstract_params(exp))
+    stepping.check_fits(self.compiled, exp, len(exps))
+    self.num_params = stepping.num_params(stepping.abstract_params(exp))
     self.trials = []
-    abstract = abstract_state(exp)
+    abstract = experiment.abstract_state(exp)
     try:
       for e, workdir, before in zip(exps, workdirs, previous):
         self.trials.append(_Trial(e, workdir, before, abstract, progress))
@@ -280,21 +245,23 @@ class _Group:
       raise
     rep = parallel.replicated(exp.mesh)
     self.hp = {k: parallel.put(onp.asarray(
-        [hyperparameters(e.train)[k] for e in exps], onp.float32), rep)
-               for k in HYPER_KEYS}
-    self.dropout_keys = jax.jit(lambda: stream_keys(self.seeds, DROPOUT),
-                                out_shardings=rep)()
+        [experiment.hyperparameters(e.train)[k] for e in exps], onp.float32), rep)
+               for k in experiment.HYPER_KEYS}
+    self.dropout_keys = jax.jit(
+        lambda: stepping.stream_keys(self.seeds, experiment.DROPOUT),
+        out_shardings=rep)()
     self.alive = parallel.put(onp.ones(len(exps), bool), rep)
     self.training = (None, None)  # (the mask as a tuple, on the devices)
     self.unstack = jax.jit(
         lambda state, n: jax.tree_util.tree_map(lambda x: x[n], state),
-        out_shardings=state_shardings(exp))
+        out_shardings=experiment.state_shardings(exp))
     self.level = (base.solved_level(exp.task, self.tc.solved_level)
                   if self.tc.stop_when_solved else None)
-    self.train_batch = make_group_batch_fn(exp, self.seeds, TRAIN)
-    self.valid = [(s, make_eval_step(exp, s.task),
-                   make_group_batch_fn(exp, self.seeds, s.stream, s.task))
-                  for s in eval_splits(exp, "eval")]
+    self.train_batch = stepping.make_group_batch_fn(exp, self.seeds,
+                                                    experiment.TRAIN)
+    self.valid = [(s, stepping.make_eval_step(exp, s.task),
+                   stepping.make_group_batch_fn(exp, self.seeds, s.stream, s.task))
+                  for s in stepping.eval_splits(exp, "eval")]
     self.test_batch_fns = {}  # made at the first test evaluation
     self.pending = None  # (step, metrics) of the last step, fetched after the next
     self.tick = self.t0 = time.time()
@@ -304,13 +271,14 @@ class _Group:
 
   def _stack(self, exps):
     """The trials' states (restored, else initial) stacked on the run axis."""
-    init = jax.jit(init_fn(self.exp), out_shardings=state_shardings(self.exp))
-    states = [t.restored if t.restored is not None else init(e.key(INIT))
+    init = jax.jit(experiment.init_fn(self.exp),
+                   out_shardings=experiment.state_shardings(self.exp))
+    states = [t.restored if t.restored is not None else init(e.key(experiment.INIT))
               for t, e in zip(self.trials, exps)]
     for t in self.trials:
       t.restored = None  # the stacked state holds it now
     return jax.jit(lambda *xs: jax.tree_util.tree_map(lambda *x: jnp.stack(x), *xs),
-                   out_shardings=group_shardings(self.exp)[0])(*states)
+                   out_shardings=stepping.group_shardings(self.exp)[0])(*states)
 
   def running(self) -> list[_Trial]:
     return [t for t in self.trials if t.status == "running"]
@@ -423,16 +391,13 @@ class _Group:
       shown = {task.metric: values[task.metric]} if task.metric in values else {}
       t.log.progress(step, loss=values["loss"], **shown)
 
-  def evaluate(self) -> dict:
-    """{split: [metrics of each run]} of the validation splits."""
-    return {split.name: evaluate_runs(eval_step, self.state.params, split_batches(
-        self.exp, split, self.seeds, False, batch_fn=batch_fn))[0]
-            for split, eval_step, batch_fn in self.valid}
-
   def evaluate_and_log(self, step: int) -> dict:
-    """Evaluates and logs the validation splits of the runs that train at
-    `step` (not those waiting for their resume step)."""
-    results = self.evaluate()
+    """{split: [metrics of each run]} of the validation splits, logged for the
+    runs that train at `step` (not those waiting for their resume step)."""
+    results = {split.name: stepping.evaluate_runs(
+        eval_step, self.state.params, stepping.split_batches(
+            self.exp, split, self.seeds, False, batch_fn=batch_fn))[0]
+               for split, eval_step, batch_fn in self.valid}
     for n, t in enumerate(self.trials):
       if t.status == "running" and (t.start < step or t.start == step == 0):
         for split, per_run in results.items():
@@ -472,15 +437,15 @@ class _Group:
     with the validation splits' compiled steps."""
     steps = {split.eval_set: eval_step for split, eval_step, _ in self.valid}
     out = {}
-    for split in eval_splits(self.exp, "test"):
+    for split in stepping.eval_splits(self.exp, "test"):
       exact = hasattr(split.task, "examples")
       if not exact and split.name not in self.test_batch_fns:
-        self.test_batch_fns[split.name] = make_group_batch_fn(
+        self.test_batch_fns[split.name] = stepping.make_group_batch_fn(
             self.exp, self.seeds, split.stream, split.task)
-      batches = split_batches(self.exp, split, self.seeds, exact,
+      batches = stepping.split_batches(self.exp, split, self.seeds, exact,
                               batch_fn=self.test_batch_fns.get(split.name))
-      out[split.name] = evaluate_runs(steps[split.eval_set], self.state.params,
-                                      batches)[0]
+      out[split.name] = stepping.evaluate_runs(
+          steps[split.eval_set], self.state.params, batches)[0]
     return out
 
   def checkpoint(self, step: int, results: dict | None = None) -> None:
@@ -530,18 +495,28 @@ def _stop_on_signals():
       signal.signal(signum, previous)
 
 
+def exit_status(summary: dict) -> int:
+  """launch.py's exit status for a run: 0 completed, 130 interrupted (rerun
+  to resume), 1 otherwise."""
+  return {"completed": 0, "interrupted": 130}.get(summary["status"], 1)
+
+
 def evaluate_checkpoint(workdir: str, step: int | None = None,
-                        eval_batches: int | None = None) -> dict:
+                        eval_batches: int | None = None,
+                        config: ml_collections.ConfigDict | None = None) -> dict:
   """Restores the best (or `step`) checkpoint of `workdir` and evaluates it on the
   validation and test streams, without training. `eval_batches` overrides the
-  run's `train.eval_batches` (see `evaluate_split`); the result says how many
-  examples each split evaluated. Writes DIR/eval_<step>.json."""
+  run's `train.eval_batches` (see `stepping.evaluate_split`); the result says
+  how many examples each split evaluated. A `config` given must be the run's
+  (`run_files.check`). Writes DIR/eval_<step>.json."""
+  if config is not None:
+    run_files.check(workdir, config)
   if eval_batches is not None and eval_batches < 1:
     raise ConfigError(f"--eval_batches={eval_batches} must be positive.")
-  restored = load(workdir, step)
-  exp = build(restored.config)
-  splits = eval_splits(exp, "eval") + eval_splits(exp, "test")
-  evaluated = {split.name: evaluate_split(exp, restored.params, split,
+  restored = experiment.load(workdir, step)
+  exp = experiment.build(restored.config)
+  splits = stepping.eval_splits(exp, "eval") + stepping.eval_splits(exp, "test")
+  evaluated = {split.name: stepping.evaluate_split(exp, restored.params, split,
                                           num_batches=eval_batches)
                for split in splits}
   result = {"step": restored.step,

@@ -26,6 +26,7 @@ from absl import flags
 import jax
 import numpy as onp
 
+from seqjax import configs
 from seqjax import diagnostics
 from seqjax import experiment
 from seqjax import run_files
@@ -80,7 +81,7 @@ def run(config_path: str, workdir: str) -> dict:
   and returns {model: [per-trial results, with their overrides]}."""
   start = time.time()
   path, _, arg = config_path.partition(":")
-  module = sweep.load_experiment(path)
+  module = configs.load_module(path)
   out, compiled = {}, {}
   for overrides in module.get_sweep(arg):
     config = sweep.trial_config(module, arg, overrides)

@@ -16,7 +16,6 @@ import helpers
 from seqjax import experiment
 from seqjax import precision
 from seqjax import stepping
-from seqjax import train
 from seqjax.models import attention
 from seqjax.models import recurrent
 
@@ -83,7 +82,7 @@ def test_bfloat16_policy_on_the_device():
     if dtype == "bfloat16":
       kept = {jnp.dtype(x.dtype) for x in jax.tree_util.tree_leaves(cast)}
       assert kept == {jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.float32)}
-    batch = train.make_batch_fn(exp, experiment.TRAIN)(0)
+    batch = stepping.make_batch_fn(exp, experiment.TRAIN)(0)
     state, metrics = stepping.make_train_step(exp)(state, batch)
     assert {x.dtype for x in jax.tree_util.tree_leaves(state.params)} == {
         jnp.dtype(jnp.float32)}
@@ -100,7 +99,7 @@ def test_sharded_train_step_equals_one_device():
     config.mesh = {"data": data}
     exp = experiment.build(config)
     state = experiment.init_state(exp)
-    batch = train.make_batch_fn(exp, experiment.TRAIN)(0)
+    batch = stepping.make_batch_fn(exp, experiment.TRAIN)(0)
     with jax.default_matmul_precision("highest"):
       state, _ = stepping.make_train_step(exp)(state, batch)
     params[data] = jax.device_get(state.params)

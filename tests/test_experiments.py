@@ -6,9 +6,9 @@ import os
 
 import pytest
 
+from seqjax import experiment
 from seqjax import experiment_config
 from seqjax import tasks
-from seqjax import train
 from seqjax.errors import ConfigError
 
 import helpers  # pylint: disable=g-bad-import-order
@@ -27,7 +27,7 @@ def test_every_experiment_is_listed():
 def test_experiment_config_builds(name, arg):
   config = helpers.load_experiment(name).get_config(arg)
   assert sorted(config) == ["mesh", "model", "task", "train"]
-  exp = train.build(config)
+  exp = experiment.build(config)
   assert exp.train.steps > exp.train.warmup_steps
 
 

@@ -13,6 +13,7 @@ import jax
 import numpy as onp
 import pytest
 
+from seqjax import configs
 from seqjax import experiment
 from seqjax import metric_log
 from seqjax import models
@@ -97,22 +98,22 @@ def test_a_grouped_run_equals_its_solo_run(tiny_config, tmp_path, model):
 def test_the_first_steps_of_a_group_equal_solo_steps_to_rounding(tiny_config):
   variants = [_variant(tiny_config, seed=s, learning_rate=lr)
               for s, lr in ((0, 1e-2), (3, 3e-3))]
-  exps = [train.build(c) for c in variants]
+  exps = [experiment.build(c) for c in variants]
   group_step = stepping.make_group_step(exps[0])
   init = jax.jit(experiment.init_fn(exps[0]))  # pylint: disable=protected-access
   state = jax.tree_util.tree_map(lambda *x: onp.stack(x),
-                                 *[init(e.key(train.INIT)) for e in exps])
-  hp = {k: onp.asarray([train.hyperparameters(e.train)[k] for e in exps],
-                       onp.float32) for k in train.HYPER_KEYS}
-  keys = stepping.stream_keys([0, 3], train.DROPOUT)
-  batches = stepping.make_group_batch_fn(exps[0], [0, 3], train.TRAIN)
+                                 *[init(e.key(experiment.INIT)) for e in exps])
+  hp = {k: onp.asarray([experiment.hyperparameters(e.train)[k] for e in exps],
+                       onp.float32) for k in experiment.HYPER_KEYS}
+  keys = stepping.stream_keys([0, 3], experiment.DROPOUT)
+  batches = stepping.make_group_batch_fn(exps[0], [0, 3], experiment.TRAIN)
   alive = started = onp.ones(2, bool)
   for n, exp in enumerate(exps):
-    solo_state = train.init_state(exp)
+    solo_state = experiment.init_state(exp)
     assert all(onp.array_equal(x, y[n]) for x, y in zip(
         jax.tree_util.tree_leaves(solo_state), jax.tree_util.tree_leaves(state)))
-  solo = [(train.init_state(e), stepping.make_train_step(e),
-           train.make_batch_fn(e, train.TRAIN)) for e in exps]
+  solo = [(experiment.init_state(e), stepping.make_train_step(e),
+           stepping.make_batch_fn(e, experiment.TRAIN)) for e in exps]
   for i in range(3):
     state, alive, metrics = group_step(state, alive, batches(i), hp, keys, started)
     for n, (s, step, batch_fn) in enumerate(solo):
@@ -124,7 +125,7 @@ def test_the_first_steps_of_a_group_equal_solo_steps_to_rounding(tiny_config):
 
 
 def _trials(grid):
-  module = sweep.load_experiment(TINY)
+  module = configs.load_module(TINY)
   return [sweep.Trial(sweep.trial_name(o), o, sweep.trial_config(module, None, o), 4)
           for o in grid]
 
@@ -354,7 +355,7 @@ def test_trials_held_by_another_host_are_named_and_the_sweep_exits_non_zero(
 
 
 def test_a_groupable_key_given_a_list_is_a_config_error():
-  module = sweep.load_experiment(TINY)
+  module = configs.load_module(TINY)
   with pytest.raises(ConfigError, match=r"train.learning_rate=\[0.1, 0.2\] has the "
                      "wrong type: train.learning_rate is a float"):
     sweep.trial_config(module, None, {"train.learning_rate": [0.1, 0.2]})

@@ -222,7 +222,7 @@ class FakeTrainer:
       name = sweep.trial_name(o)
       trial_dir = os.path.join(self.workdir, name)
       summary = run_files.read_json(os.path.join(trial_dir, "summary.json"))
-      if summary and summary["status"] in sweep.FINAL:
+      if summary and summary["status"] in run_files.FINAL:
         continue
       if self.stop_after is not None and sum(self.trained.values()) >= self.stop_after:
         raise KeyboardInterrupt

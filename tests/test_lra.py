@@ -135,12 +135,12 @@ def test_pathfinder_splits_are_disjoint_and_streams_draw_from_them():
   config.model = models.model_config("lstm", width=4)
   config.train = configs.train_defaults()
   config.train.update(batch_size=16, steps=10, warmup_steps=1)
-  exp = train.build(config)
+  exp = experiment.build(config)
   split_rows = {s: rows_of(exp.task.data(s)["inputs"])
                 for s in ("train", "eval", "test")}
   assert [len(v) for v in split_rows.values()] == [60, 20, 20]  # no duplicates
   for stream, split in experiment.DATA_SPLITS.items():
-    drawn = rows_of(train.make_batch_fn(exp, stream)(0)["inputs"])
+    drawn = rows_of(stepping.make_batch_fn(exp, stream)(0)["inputs"])
     assert drawn <= split_rows[split]
     others = set().union(*(v for s, v in split_rows.items() if s != split))
     assert not drawn & others
@@ -464,10 +464,10 @@ def aan_window_config(tmp_path, **train_values):
 @pytest.mark.slow
 def test_two_tower_trains_one_step(tmp_path):
   config = aan_window_config(tmp_path, batch_size=4, steps=2, warmup_steps=1)
-  exp = train.build(config)
-  state = train.init_state(exp)
+  exp = experiment.build(config)
+  state = experiment.init_state(exp)
   state, metrics = stepping.make_train_step(exp)(
-      state, train.make_batch_fn(exp, train.TRAIN)(0))
+      state, stepping.make_batch_fn(exp, experiment.TRAIN)(0))
   assert onp.isfinite(float(metrics["loss"])) and int(state.step) == 1
 
 
@@ -494,33 +494,33 @@ def test_lra_sweep_runs_generated_tasks_and_file_tasks_given_their_folders(tmp_p
       config = sweep.trial_config(lra, arg, trial)
       if "valid_size" in config.task:  # the tiny files hold few examples
         config.task.valid_size = 2 if trial["arg.task"] == "cifar10" else 1
-      exp = train.build(config)
+      exp = experiment.build(config)
       assert exp.task.io.kind == "classify"
   full = lra.get_config("task=listops")
   assert (full.model.width, full.model.num_layers, full.model.num_heads) == (512, 6, 8)
   assert full.task.max_length == 2000
   assert lra.get_config("task=pathx").task.resolution == 128
   with pytest.raises(ConfigError, match="task.data_dir is empty.*data_batch_1.bin"):
-    train.build(lra.get_config("task=cifar10"))
+    experiment.build(lra.get_config("task=cifar10"))
   with pytest.raises(ConfigError, match="arg.task='mnist'"):
     lra.get_config("task=mnist")
 
 
-@pytest.mark.parametrize("experiment,arg,shrink", [
+@pytest.mark.parametrize("name,arg,shrink", [
     ("lra", "quick,task=pathfinder,model=window",
      dict(num_train=32, num_valid=8, num_test=8)),
     ("text", "quick,model=window", dict(length=16)),
 ])
 @pytest.mark.slow
-def test_quick_configs_run_end_to_end(tmp_path, experiment, arg, shrink):
-  config = helpers.load_experiment(experiment).get_config(arg)
+def test_quick_configs_run_end_to_end(tmp_path, name, arg, shrink):
+  config = helpers.load_experiment(name).get_config(arg)
   config.task.update(shrink)
   config.model.update(width=8, num_layers=1)
   config.train.update(steps=2, batch_size=4, warmup_steps=1, log_every=1,
                       eval_every=2, eval_batches=1, checkpoint_every=2)
   summary = train.train_and_evaluate(config, str(tmp_path / "run"), progress=False)
   assert summary["status"] == "completed" and summary["step"] == 2
-  task = train.build(config).task
+  task = experiment.build(config).task
   assert task.metric in summary["test"] and summary["chance"] == task.chance
 
 

@@ -4,6 +4,7 @@ import jax
 import jax.numpy as jnp
 import pytest
 
+from seqjax import experiment
 from seqjax import precision
 from seqjax import train
 
@@ -29,14 +30,14 @@ def test_bfloat16_trains_copy_memory_like_float32(tiny_config, tmp_path):
   full = train.train_and_evaluate(tiny_config, str(tmp_path / "f32"), progress=False)
   tiny_config.train.compute_dtype = "bfloat16"
   half = train.train_and_evaluate(tiny_config, str(tmp_path / "bf16"), progress=False)
-  state = train.init_state(train.build(tiny_config))
+  state = experiment.init_state(experiment.build(tiny_config))
   assert jax.tree_util.tree_leaves(state.params)[0].dtype == jnp.float32
   for summary in (full, half):
     assert summary["status"] == "completed"
   # Both learn the task: far below the memoryless loss and far above chance.
   # bfloat16 rounding makes the curves differ in detail (0.040 vs 0.035 final
   # loss when this was written), so the two are compared within a factor 2.
-  baseline = train.build(tiny_config).task.baseline_loss
+  baseline = experiment.build(tiny_config).task.baseline_loss
   for summary in (full, half):
     assert summary["final"]["loss"] < 0.5 * baseline
     assert summary["final"]["accuracy"] > summary["chance"] + 0.25

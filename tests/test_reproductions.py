@@ -12,6 +12,7 @@ import pytest
 
 from seqjax import experiment
 from seqjax import reproductions
+from seqjax import stepping
 from seqjax import tasks
 from seqjax import train
 from seqjax.errors import ConfigError
@@ -38,7 +39,7 @@ def test_every_claim_builds_at_both_scales(claim, quick):
   for overrides in trials[:: max(1, len(trials) // 5)]:
     args = ",".join(f"{k[4:]}={v}" for k, v in overrides.items() if k.startswith("arg."))
     config = module.get_config(f"{arg},{args}")
-    exp = train.build(config)
+    exp = experiment.build(config)
     assert exp.train.steps == s["steps"] and config.model.width == overrides["arg.width"]
 
 
@@ -86,11 +87,11 @@ def test_flip_flop_errors_are_exact_counts_on_the_test_stream(flip_flop_run):
   # Independently: the same test-stream batches through the model, in NumPy.
   config = restored.config
   config.train.batch_size = 16
-  exp = train.build(config)
+  exp = experiment.build(config)
   for name, task in {"in_distribution": exp.task, **exp.task.eval_sets}.items():
     got = counts[name]
     assert got["reads"] >= 300 and got["sequences"] % 16 == 0
-    batch_fn = train.make_batch_fn(exp, train.TEST, task)
+    batch_fn = stepping.make_batch_fn(exp, experiment.TEST, task)
     errors = reads = 0
     for i in range(got["sequences"] // 16):
       batch = jax.device_get(batch_fn(i))

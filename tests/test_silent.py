@@ -360,11 +360,11 @@ def _copy(trained, tmp_path):
 
 
 def _restore_latest(config, workdir):
-  from seqjax import checkpoints, train  # pylint: disable=import-outside-toplevel
-  exp = train.build(config)
+  from seqjax import checkpoints  # pylint: disable=import-outside-toplevel
+  exp = experiment.build(config)
   mngr = checkpoints.manager(workdir, 2, "accuracy", "max")
   try:
-    return checkpoints.restore_latest(mngr, train.abstract_state(exp))[1]
+    return checkpoints.restore_latest(mngr, experiment.abstract_state(exp))[1]
   finally:
     mngr.close()
 
@@ -453,16 +453,16 @@ def test_launch_sweep_applies_command_line_overrides(tmp_path):
 
 
 def test_a_dataset_split_is_evaluated_exactly_once_per_example():
-  from seqjax import train  # pylint: disable=import-outside-toplevel
+  from seqjax import stepping  # pylint: disable=import-outside-toplevel
   config = ml_collections.ConfigDict()
   config.task = tasks.task_config("sequential_digits", layout="patches",
                                   valid_size=10, test_size=20)
   config.model = models.model_config("lstm", width=8)
   config.train = configs.train_defaults()
   config.train.update(batch_size=4, eval_batches=50)
-  exp = train.build(config)
-  params = train.init_state(exp).params
-  metrics, examples = train.evaluate_split(exp, params, "eval")
+  exp = experiment.build(config)
+  params = experiment.init_state(exp).params
+  metrics, examples = stepping.evaluate_split(exp, params, "eval")
   assert examples == 10  # 4 + 4 + 2, not 50 batches drawn with replacement
   data = exp.task.data("eval")
   logits = exp.model.apply({"params": params}, data["inputs"])[:, -1]
@@ -471,8 +471,8 @@ def test_a_dataset_split_is_evaluated_exactly_once_per_example():
       float(onp.mean(onp.argmax(logits, -1) == labels)))
   nll = -jax.nn.log_softmax(logits)[onp.arange(10), labels]
   assert metrics["loss"] == pytest.approx(float(jnp.mean(nll)), rel=1e-5)
-  assert train.evaluate_split(exp, params, "eval", num_batches=2)[1] == 8
-  assert train.evaluate_split(exp, params, "test")[1] == 20
+  assert stepping.evaluate_split(exp, params, "eval", num_batches=2)[1] == 8
+  assert stepping.evaluate_split(exp, params, "test")[1] == 20
 
 
 def test_eval_batches_sets_the_size_of_a_checkpoint_evaluation(trained):

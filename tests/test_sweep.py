@@ -9,6 +9,7 @@ import sys
 import ml_collections
 import pytest
 
+from seqjax import configs
 from seqjax import report
 from seqjax import run_lock
 from seqjax import sweep
@@ -42,7 +43,7 @@ def test_trial_names_are_readable_and_stable():
 
 
 def test_trial_config_applies_arg_and_dotted_overrides():
-  module = sweep.load_experiment(TINY)
+  module = configs.load_module(TINY)
   config = sweep.trial_config(module, None, {"arg.model": "gru",
                                              "train.learning_rate": 0.5})
   assert config.model.name == "gru" and config.train.learning_rate == 0.5
@@ -89,7 +90,7 @@ def test_lock_keeps_a_second_process_off_and_stale_locks_are_taken(tmp_path):
 
 def test_sweep_runs_resumes_records_failures_and_reports(tmp_path, monkeypatch):
   workdir = str(tmp_path / "sweep")
-  module = sweep.load_experiment(TINY)
+  module = configs.load_module(TINY)
   grid = sweep.product(sweep.values("arg.model", ["lstm"]),
                        sweep.values("arg.delay", [2, 4]),
                        sweep.values("train.learning_rate", [0.01, 0.001]))

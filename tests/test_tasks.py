@@ -14,10 +14,10 @@ import numpy as onp
 import pytest
 
 from seqjax import configs
+from seqjax import experiment
 from seqjax import models
 from seqjax import stepping
 from seqjax import tasks
-from seqjax import train
 from seqjax.errors import ConfigError
 from seqjax.experiment import DATA_SPLITS
 from seqjax.tasks import flip_flop as flip_flop_lib
@@ -332,13 +332,13 @@ def test_same_key_same_batch_different_key_different_batch(name):
   assert not onp.array_equal(a["inputs"], c["inputs"])
 
 
-def experiment(name, **overrides):
+def small_experiment(name, **overrides):
   config = ml_collections.ConfigDict()
   config.task = tasks.task_config(name, **{**SMALL[name], **overrides})
   config.model = models.model_config("lstm", width=4)
   config.train = configs.train_defaults()
   config.train.update(batch_size=32, steps=10, warmup_steps=1)
-  return train.build(config)
+  return experiment.build(config)
 
 
 def rows_of(inputs):
@@ -348,30 +348,30 @@ def rows_of(inputs):
 
 @pytest.mark.parametrize("name", ["sequential_digits", "listops"])
 def test_dataset_streams_draw_from_disjoint_splits(name):
-  exp = experiment(name)
+  exp = small_experiment(name)
   task = exp.task
   split_rows = {s: rows_of(task.data(s)["inputs"])
                 for s in ("train", "eval", "test")}
   for stream, split in DATA_SPLITS.items():
-    fn = train.make_batch_fn(exp, stream)
+    fn = stepping.make_batch_fn(exp, stream)
     drawn = rows_of(fn(0)["inputs"]) | rows_of(fn(1)["inputs"])
     assert drawn <= split_rows[split], split
     others = set().union(*(v for s, v in split_rows.items() if s != split))
     assert not drawn & others, split
-  a, b = train.make_batch_fn(exp, train.TRAIN)(3), train.make_batch_fn(exp, train.TRAIN)(3)
+  a, b = stepping.make_batch_fn(exp, experiment.TRAIN)(3), stepping.make_batch_fn(exp, experiment.TRAIN)(3)
   onp.testing.assert_array_equal(a["inputs"], b["inputs"])
 
 
 def test_eval_splits_and_their_tasks():
-  exp = experiment("flip_flop")
+  exp = small_experiment("flip_flop")
   names = lambda splits: [s.name for s in splits]
-  assert names(train.eval_splits(exp, "eval")) == ["eval", "eval_dense", "eval_sparse"]
+  assert names(stepping.eval_splits(exp, "eval")) == ["eval", "eval_dense", "eval_sparse"]
   assert stepping.find_split(exp, "test_sparse").task.p_ignore == 0.98
-  assert stepping.find_split(exp, "test_sparse").stream == train.TEST
+  assert stepping.find_split(exp, "test_sparse").stream == experiment.TEST
   assert stepping.find_split(exp, "test").task is exp.task
-  exp = experiment("induction_heads")
-  assert names(train.eval_splits(exp, "test")) == ["test", "test_len32"]
-  assert names(train.eval_splits(experiment("adding"), "eval")) == ["eval"]
+  exp = small_experiment("induction_heads")
+  assert names(stepping.eval_splits(exp, "test")) == ["test", "test_len32"]
+  assert names(stepping.eval_splits(small_experiment("adding"), "eval")) == ["eval"]
 
 
 def test_bad_task_values_raise_config_error():

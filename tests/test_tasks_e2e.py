@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 import pytest
 
+from seqjax import experiment
 from seqjax import metric_log
 from seqjax import models
 from seqjax import train
@@ -68,7 +69,7 @@ def test_quick_config_runs_end_to_end(name, model, extra, tmp_path):
   assert config.model.name == model
   workdir = str(tmp_path / "run")
   summary = train.train_and_evaluate(config, workdir, progress=False)
-  task = train.build(config).task
+  task = experiment.build(config).task
   assert summary["status"] == "completed" and summary["step"] == 2
   assert summary["metric"] == task.metric and summary["chance"] == task.chance
   assert task.metric in summary["test"] and task.metric in summary["final"]

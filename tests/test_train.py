@@ -55,14 +55,15 @@ def test_end_to_end_run_writes_files_and_restores(tiny_config, tmp_path):
 
   # Restoring a checkpoint gives back the parameters that produced its metrics.
   restored = experiment.load(workdir, step=6)
-  exp = train.build(restored.config)
+  exp = experiment.build(restored.config)
   assert _leaves_equal(
       jax.tree_util.tree_map(jnp.shape, restored.params),
-      jax.tree_util.tree_map(jnp.shape, train.init_state(exp).params))
-  again = stepping.evaluate(exp, restored.params, "eval")
+      jax.tree_util.tree_map(jnp.shape, experiment.init_state(exp).params))
+  again = stepping.evaluate_split(exp, restored.params, "eval")[0]
   assert again == pytest.approx(
       {k: v for k, v in summary["final"].items() if k != "step"}, rel=1e-6)
-  at_init = stepping.evaluate(exp, train.init_state(exp).params, "eval")
+  at_init = stepping.evaluate_split(exp, experiment.init_state(exp).params,
+                                    "eval")[0]
   assert at_init == pytest.approx(
       {k: v for k, v in records[0].items() if k not in ("step", "split")}, rel=1e-6)
   assert records[0]["split"] == "eval"
@@ -88,9 +89,9 @@ def test_golden_first_training_step(tiny_config):
   If this changes, the numerics of a run changed: initialisation, data
   generation, loss or optimizer. Make sure that was intended, then update it.
   """
-  exp = train.build(tiny_config)
-  state = train.init_state(exp)
-  batch_fn, train_step = train.make_batch_fn(exp, train.TRAIN), stepping.make_train_step(exp)
+  exp = experiment.build(tiny_config)
+  state = experiment.init_state(exp)
+  batch_fn, train_step = stepping.make_batch_fn(exp, experiment.TRAIN), stepping.make_train_step(exp)
   assert batch_fn(0)["inputs"][0].tolist() == [2, 4, 0, 0, 0, 5, 0, 0]
   state, first = train_step(state, batch_fn(0))   # learning rate 0 (warmup)
   state, second = train_step(state, batch_fn(1))  # learning rate 1e-2

@@ -15,7 +15,7 @@ right; `padding="left"` (default) ends every review at the last position, where
 the label is scored). Splits: LRA validates on the test set (IMDB has no
 validation set); here `valid_size` training reviews, chosen by `split_seed`,
 validate instead, and `valid_size=0` restores LRA's choice. Reviews are held in
-memory and sampled uniformly with replacement (seqjax.train.make_batch_fn).
+memory and sampled uniformly with replacement (seqjax.stepping.make_batch_fn).
 """
 
 import dataclasses
