@@ -9,6 +9,7 @@ from (seed, stream, step), dropout keys from (seed, step). Streams: 0 training,
 """
 
 import dataclasses
+import functools
 import os
 from typing import Any
 
@@ -57,6 +58,12 @@ class Experiment:
     for p in path:
       key = jax.random.fold_in(key, p)
     return key
+
+  @functools.cached_property
+  def state_shapes(self):
+    """The train state's shapes and dtypes (`init_fn` traced once, not run):
+    the shardings, the restore target and the parameter count read it."""
+    return jax.eval_shape(init_fn(self), self.key(INIT))
 
 
 def build(config: ml_collections.ConfigDict) -> Experiment:
@@ -154,15 +161,14 @@ def init_fn(exp: Experiment):
 
 
 def state_shardings(exp: Experiment):
-  return parallel.state_shardings(exp.mesh, exp.mesh_cfg, jax.eval_shape(
-      init_fn(exp), exp.key(INIT)))
+  return parallel.state_shardings(exp.mesh, exp.mesh_cfg, exp.state_shapes)
 
 
 def abstract_state(exp: Experiment):
   """Shapes, dtypes and shardings of the train state, for restoring into."""
   return jax.tree_util.tree_map(
       lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
-      jax.eval_shape(init_fn(exp), exp.key(INIT)), state_shardings(exp))
+      exp.state_shapes, state_shardings(exp))
 
 
 def init_state(exp: Experiment) -> TrainState:

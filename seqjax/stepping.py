@@ -27,8 +27,6 @@ from seqjax.experiment import DROPOUT
 from seqjax.experiment import Experiment
 from seqjax.experiment import HYPER_KEYS
 from seqjax.experiment import hyperparameters
-from seqjax.experiment import INIT
-from seqjax.experiment import init_fn
 from seqjax.experiment import make_optimizer
 from seqjax.experiment import model_inputs
 from seqjax.experiment import SPLITS
@@ -148,7 +146,7 @@ def group_step_args(exp: Experiment, seeds: list[int]) -> tuple:
   seeds `seeds`: what compiling it ahead of time needs."""
   n = len(seeds)
   stack = lambda x: jax.ShapeDtypeStruct((n,) + x.shape, x.dtype)
-  state = jax.tree_util.tree_map(stack, jax.eval_shape(init_fn(exp), exp.key(INIT)))
+  state = jax.tree_util.tree_map(stack, exp.state_shapes)
   batch = jax.eval_shape(lambda: exp.task.batch(exp.key(TRAIN, 0),
                                                 exp.train.batch_size))
   flags = jax.ShapeDtypeStruct((n,), jnp.bool_)
@@ -379,7 +377,7 @@ def check_fits(compiled, exp: Experiment, runs: int = 1) -> None:
 
 
 def abstract_params(exp: Experiment):
-  return jax.eval_shape(init_fn(exp), exp.key(INIT)).params
+  return exp.state_shapes.params
 
 
 def num_params(params) -> int:
