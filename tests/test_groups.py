@@ -66,8 +66,12 @@ def _assert_runs_agree(a, b, rtol, learning_rate, steps=6):
   assert float(onp.mean(onp.concatenate([d.ravel() for d in diffs]))) < 1e-5
 
 
-@pytest.mark.parametrize("model", ["lstm", "transformer"])
-def test_a_grouped_run_equals_its_solo_run(tiny_config, tmp_path, model):
+# The LSTM's trials are each compared with their solo runs; the transformer's
+# (the same group step and hyperparameters, another model under vmap) only the
+# one with every hyperparameter changed.
+@pytest.mark.parametrize("model, solo_runs", [("lstm", (0, 1, 2)),
+                                              ("transformer", (1,))])
+def test_a_grouped_run_equals_its_solo_run(tiny_config, tmp_path, model, solo_runs):
   if model == "transformer":
     tiny_config.model = models.model_config("transformer", width=8, num_layers=1,
                                             num_heads=2)
@@ -78,7 +82,8 @@ def test_a_grouped_run_equals_its_solo_run(tiny_config, tmp_path, model):
   grouped = train.train_trials(variants, [str(tmp_path / f"g{i}") for i in range(3)])
   assert [s["status"] for s in grouped] == ["completed", "completed", "diverged"]
   assert all(s["group_size"] == 3 for s in grouped)
-  for i, config in enumerate(variants):
+  for i in solo_runs:
+    config = variants[i]
     solo = train.train_and_evaluate(config, str(tmp_path / f"s{i}"), progress=False)
     assert solo["status"] == grouped[i]["status"]
     assert solo["step"] == grouped[i]["step"]
