@@ -243,6 +243,7 @@ def tiny_run(tmp_path_factory):
   return helpers.launched(str(tmp_path_factory.mktemp("t2i") / "run"), *TINY)
 
 
+@pytest.mark.slow  # uses a launched run
 def test_generate_writes_grids_and_caption_accuracy(tiny_run):
   result = launch(f"--workdir={tiny_run}", "--mode=generate", "--num_samples=2",
                   "--prompt=the digit 7", "--prompt=a handwritten three",
@@ -271,6 +272,7 @@ def _files(workdir):
 # that needs the run's vocabulary, one of the prompt's words, and the flags of
 # --mode=generate given to another mode. The other options' refusals are the
 # same check_options and are called in-process below.
+@pytest.mark.slow  # launches
 @pytest.mark.parametrize("args, message", [
     (["--mode=generate", "--prompt=a purple seven"], "'purple'"),
     (["--mode=generate", "--top_k=100000"],
@@ -285,6 +287,7 @@ def test_bad_generate_input_exits_2_and_writes_nothing(tiny_run, args, message):
   assert _files(tiny_run) == before
 
 
+@pytest.mark.slow  # uses a launched run
 @pytest.mark.parametrize("options, message", [
     (dict(num_samples=0), "--num_samples=0 must be at least 1"),
     (dict(temperature=0.0, top_k=3), "needs --temperature > 0"),
@@ -316,6 +319,7 @@ TWO_STEPS = dict(steps=2, batch_size=4, warmup_steps=1, eval_every=2,
                  checkpoint_every=2, eval_batches=1)
 
 
+@pytest.mark.slow  # trains and samples
 def test_generate_tokens_for_another_decoder(tmp_path):
   config = helpers.run_config(
       tasks.task_config("copy_memory", delay=4, num_symbols=2, alphabet=4),
@@ -332,6 +336,7 @@ def test_generate_tokens_for_another_decoder(tmp_path):
     generation.run(workdir, prompts=["1 2 99"])
 
 
+@pytest.mark.slow  # trains and samples
 def test_generate_tokens_for_an_encoder_decoder(tmp_path):
   config = helpers.run_config(
       tasks.task_config("reverse", length=3, vocab=3),
