@@ -100,6 +100,7 @@ def test_a_grouped_run_equals_its_solo_run(tiny_config, tmp_path, model, solo_ru
     assert train.evaluate_checkpoint(str(tmp_path / f"g{i}"))["step"] > 0
 
 
+@pytest.mark.slow  # trains a group and two solo runs three steps
 def test_the_first_steps_of_a_group_equal_solo_steps_to_rounding(tiny_config):
   variants = [_variant(tiny_config, seed=s, learning_rate=lr)
               for s, lr in ((0, 1e-2), (3, 3e-3))]

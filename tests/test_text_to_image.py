@@ -118,6 +118,7 @@ def tokenizer_run(tmp_path_factory):
   return workdir
 
 
+@pytest.mark.slow  # uses a trained tokenizer run
 def test_vq_codes_decode_to_the_quantised_image_the_model_reconstructs(
     tokenizer_run):
   task = make(grey_levels=3, tokenizer_run=tokenizer_run)
@@ -145,6 +146,7 @@ def digit_eval_patches(images, levels):
   return dvae_codec.patches(onp.rint(images * (levels - 1))) / (levels - 1)
 
 
+@pytest.mark.slow  # uses a trained tokenizer run
 def test_tokenizer_run_must_match(tokenizer_run, tmp_path):
   with pytest.raises(ConfigError, match="grey_levels \\(3 there, 4 here\\)"):
     make(grey_levels=4, tokenizer_run=tokenizer_run)
