@@ -50,8 +50,10 @@ def test_attention_core_agrees_with_jax():
   assert row["seqjax_blockwise"]["max_abs_diff_from_jax"] < 1e-5
 
 
-@pytest.mark.parametrize("length", [8, 11])
-def test_recurrent_layouts_agree(length):
+def test_recurrent_layouts_agree():
+  # Length 11: a chunk of 8 and a tail of 3 (recurrent.chunked_scan's lengths
+  # that are whole chunks are tested in test_recurrent).
+  length = 11
   (row,) = run("benchmarks.recurrent_layouts", "--batch=2", f"--length={length}",
                "--width=8", "--steps=1")
   for name in ("seqjax_scan_chunk_8", "custom_vjp_scan_chunk_1", "custom_vjp_scan_chunk_8",
@@ -72,8 +74,8 @@ def test_sweep_throughput():
 
 def test_selective_step():
   rows = run("benchmarks.selective_step", "--width=8", "--vocab=5",
-             "--models=lstm,mamba:sequential,rglru:parallel", *TINY)
-  assert [r["model"] for r in rows] == ["lstm", "mamba:sequential", "rglru:parallel"]
+             "--models=lstm,rglru:parallel", *TINY)
+  assert [r["model"] for r in rows] == ["lstm", "rglru:parallel"]
   assert rows[0]["over_lstm"] == 1.0 and all(r["num_params"] > 0 for r in rows)
 
 

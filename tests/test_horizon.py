@@ -424,6 +424,7 @@ def test_the_experiments_searches_build():
     assert config.train.stop_when_solved
 
 
+@pytest.mark.slow  # a search through the sweep runner
 def test_a_tiny_search_through_the_sweep_runner_resumes_with_nothing_to_train(
     tmp_path):
   path = os.path.join(helpers.ROOT, "tests", "experiments", "tiny_horizon.py")

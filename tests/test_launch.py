@@ -79,11 +79,13 @@ def _sigkill_then_relaunch_equals_uninterrupted(tmp_path, args, steps,
     assert summary(killed)[key] == summary(reference)[key]
 
 
+@pytest.mark.slow  # launches
 def test_sigkill_and_relaunch_equals_uninterrupted_run(tmp_path, tiny_reference):
   _sigkill_then_relaunch_equals_uninterrupted(tmp_path, TINY, 150,
                                               reference=tiny_reference)
 
 
+@pytest.mark.slow  # launches
 def test_sigkill_and_relaunch_of_a_file_dataset_task_is_exact(tmp_path):
   """The input pipeline of a dataset read from files (`text`) resumes exactly:
   its batches are a function of (seed, step), not of an iterator's state."""
@@ -97,6 +99,7 @@ def test_sigkill_and_relaunch_of_a_file_dataset_task_is_exact(tmp_path):
   _sigkill_then_relaunch_equals_uninterrupted(tmp_path, args, 60)
 
 
+@pytest.mark.slow  # a launch each
 @pytest.mark.parametrize("args, message", [
     (["--config=experiments/copy_memory.py:model=nope"], "Unknown model.name 'nope'; valid: "),
     (["--config=experiments/copy_memory.py:quick,delai=3"], "Unknown config argument 'delai'"),
@@ -143,6 +146,7 @@ def test_bad_input_is_one_paragraph_and_writes_nothing(tmp_path, args, message):
   assert not os.path.exists(workdir)
 
 
+@pytest.mark.slow  # a launch
 def test_no_config_prints_usage_with_experiments_and_main_job():
   import launch as launch_module  # pylint: disable=import-outside-toplevel
   result = launch()
@@ -151,6 +155,7 @@ def test_no_config_prints_usage_with_experiments_and_main_job():
   assert launch_module.MAIN_JOB in open(os.path.join(ROOT, "README.md")).read()
 
 
+@pytest.mark.slow  # launches
 @pytest.mark.parametrize("text, message", [
     ("def get_config(arg=None):\n  return {\n", r"bad.py, line 2: SyntaxError"),
     ("def get_config(arg=None):\n  x = {}\n  return x['model']\n",
@@ -169,6 +174,7 @@ def test_a_config_file_that_does_not_run_is_one_paragraph(tmp_path, text, messag
   assert not os.path.exists(tmp_path / "run")
 
 
+@pytest.mark.slow  # launches
 def test_workdirs_that_cannot_be_used_are_refused_in_every_mode(tmp_path):
   blocker = tmp_path / "file"
   blocker.write_text("x")
@@ -184,6 +190,7 @@ def test_workdirs_that_cannot_be_used_are_refused_in_every_mode(tmp_path):
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.slow  # 11 launches
 def test_eval_mode_on_a_damaged_checkpoint_is_one_short_paragraph_every_time(
     tiny_config, tmp_path):
   workdir = str(tmp_path / "run")
@@ -228,6 +235,7 @@ def test_workdir_of_another_config_is_refused_and_left_intact(tiny_config, tmp_p
     assert open(os.path.join(workdir, name)).read() == text
 
 
+@pytest.mark.slow  # launches
 def test_eval_mode_restores_best_or_given_step(tmp_path, tiny_reference):
   workdir = str(tmp_path / "run")  # a copy: eval mode writes eval_<step>.json
   shutil.copytree(tiny_reference, workdir)
@@ -241,6 +249,7 @@ def test_eval_mode_restores_best_or_given_step(tmp_path, tiny_reference):
   assert missing.returncode == 2 and "--step=7 has no checkpoint" in missing.stderr
 
 
+@pytest.mark.slow  # launches
 def test_diagnose_mode_writes_diagnostics_of_a_run_and_refuses_other_dirs(
     tiny_config, tmp_path):
   workdir = str(tmp_path / "run")

@@ -567,10 +567,10 @@ def test_report_reads_the_runs_mode_and_needs_no_length_axis(tmp_path):
 
 
 def test_diagnostics_refuse_pair_tasks_clearly(tmp_path):
-  from seqjax import diagnostics  # pylint: disable=import-outside-toplevel
+  from seqjax import diagnostics, run_files  # pylint: disable=import-outside-toplevel
   config = aan_window_config(tmp_path, batch_size=4, steps=2, warmup_steps=1,
                              eval_every=2, checkpoint_every=2, eval_batches=1)
   workdir = str(tmp_path / "run")
-  train.train_and_evaluate(config, workdir, progress=False)
+  run_files.init(workdir, config)  # a run's directory as it starts: its config
   with pytest.raises(ConfigError, match="pair task"):
     diagnostics.run(workdir)

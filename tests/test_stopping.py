@@ -43,6 +43,7 @@ def _summary(workdir):
     return json.load(f)
 
 
+@pytest.mark.slow  # trains a group and two solo runs
 def test_a_solved_run_stops_in_a_group_as_it_does_alone(tiny_config, tmp_path):
   variants = [_solvable(tiny_config, lr) for lr in LEARNING_RATES]
   grouped = [str(tmp_path / f"g{i}") for i in range(3)]
@@ -107,6 +108,7 @@ def test_profile_steps_writes_a_trace(tiny_config, tmp_path):
   assert traces and os.path.getsize(traces[0]) > 0
 
 
+@pytest.mark.slow  # a launch
 def test_a_checkpoint_that_no_longer_fits_the_model_is_one_paragraph(
     tiny_config, tmp_path):
   """The model's state changed under a run's checkpoints (its config.json

@@ -88,6 +88,7 @@ def test_lock_keeps_a_second_process_off_and_stale_locks_are_taken(tmp_path):
   assert not run_lock.RunLock(str(tmp_path)).acquire()
 
 
+@pytest.mark.slow  # sweeps
 def test_sweep_runs_resumes_records_failures_and_reports(tmp_path, monkeypatch):
   workdir = str(tmp_path / "sweep")
   module = configs.load_module(TINY)
@@ -146,6 +147,7 @@ def test_time_left_counts_only_the_trials_still_to_train():
   assert "about 2 s left" in out.getvalue()
 
 
+@pytest.mark.slow  # a sweep
 def test_a_group_runs_single_threaded_eigen_even_with_several_cores(
     tmp_path, monkeypatch):
   """Multi-threaded Eigen can hang a vmapped group step on XLA:CPU, so every
@@ -199,6 +201,7 @@ def test_report_picks_the_learning_rate_on_validation_not_test(tmp_path):
   assert point["seeds"] == 2 and point["step_ms"] == pytest.approx(100.0)
 
 
+@pytest.mark.slow  # sweep launches
 def test_launch_sweep_mode_end_to_end(tmp_path):
   workdir = str(tmp_path / "sweep")
   result = subprocess.run(

@@ -118,6 +118,7 @@ def tokenizer_run(tmp_path_factory):
   return workdir
 
 
+@pytest.mark.slow  # uses a trained tokenizer run
 def test_vq_codes_decode_to_the_quantised_image_the_model_reconstructs(
     tokenizer_run):
   task = make(grey_levels=3, tokenizer_run=tokenizer_run)
@@ -145,6 +146,7 @@ def digit_eval_patches(images, levels):
   return dvae_codec.patches(onp.rint(images * (levels - 1))) / (levels - 1)
 
 
+@pytest.mark.slow  # uses a trained tokenizer run
 def test_tokenizer_run_must_match(tokenizer_run, tmp_path):
   with pytest.raises(ConfigError, match="grey_levels \\(3 there, 4 here\\)"):
     make(grey_levels=4, tokenizer_run=tokenizer_run)
@@ -243,6 +245,7 @@ def tiny_run(tmp_path_factory):
   return helpers.launched(str(tmp_path_factory.mktemp("t2i") / "run"), *TINY)
 
 
+@pytest.mark.slow  # uses a launched run
 def test_generate_writes_grids_and_caption_accuracy(tiny_run):
   result = launch(f"--workdir={tiny_run}", "--mode=generate", "--num_samples=2",
                   "--prompt=the digit 7", "--prompt=a handwritten three",
@@ -262,29 +265,47 @@ def test_generate_writes_grids_and_caption_accuracy(tiny_run):
   assert summary["classifier"]["num_train_images"] == 1257
 
 
+def _files(workdir):
+  return sorted(os.path.relpath(os.path.join(d, f), workdir)
+                for d, _, fs in os.walk(workdir) for f in fs)
+
+
+# Through launch.py (exit 2, one paragraph): a refusal of the sampler's options
+# that needs the run's vocabulary, one of the prompt's words, and the flags of
+# --mode=generate given to another mode. The other options' refusals are the
+# same check_options and are called in-process below.
+@pytest.mark.slow  # launches
 @pytest.mark.parametrize("args, message", [
     (["--mode=generate", "--prompt=a purple seven"], "'purple'"),
-    (["--mode=generate", "--num_samples=0"], "--num_samples=0 must be at least 1"),
-    (["--mode=generate", "--temperature=0", "--top_k=3"], "needs --temperature > 0"),
     (["--mode=generate", "--top_k=100000"],
      r"--top_k=100000 is not allowed: 0 \(no limit\) or 1\.\.\d+, the model's vocabulary"),
-    (["--mode=generate", "--top_k=-1"], r"--top_k=-1 is not allowed"),
-    (["--mode=generate", "--temperature=nan"],
-     r"--temperature=nan is not allowed: a finite number >= 0 \(0: greedy\)"),
-    (["--mode=generate", "--temperature=inf"], r"--temperature=inf is not allowed"),
-    (["--mode=generate", "--temperature=-inf"], r"--temperature=-inf is not allowed"),
-    (["--mode=generate", "--temperature=-1"], r"--temperature=-1.0 is not allowed"),
     (["--mode=eval", "--temperature=0.5"], "--temperature is not used by --mode=eval; it serves --mode=generate"),
     (["--mode=eval", "--prompt=seven"], "--prompt is not used by --mode=eval; it serves --mode=generate"),
 ])
 def test_bad_generate_input_exits_2_and_writes_nothing(tiny_run, args, message):
-  before = sorted(os.path.relpath(os.path.join(d, f), tiny_run)
-                  for d, _, fs in os.walk(tiny_run) for f in fs)
+  before = _files(tiny_run)
   text = helpers.refusal(launch(f"--workdir={tiny_run}", *args))
   assert re.search(message, text), text
-  after = sorted(os.path.relpath(os.path.join(d, f), tiny_run)
-                 for d, _, fs in os.walk(tiny_run) for f in fs)
-  assert after == before
+  assert _files(tiny_run) == before
+
+
+@pytest.mark.slow  # uses a launched run
+@pytest.mark.parametrize("options, message", [
+    (dict(num_samples=0), "--num_samples=0 must be at least 1"),
+    (dict(temperature=0.0, top_k=3), "needs --temperature > 0"),
+    (dict(top_k=-1), r"--top_k=-1 is not allowed"),
+    (dict(temperature=float("nan")),
+     r"--temperature=nan is not allowed: a finite number >= 0 \(0: greedy\)"),
+    (dict(temperature=float("inf")), r"--temperature=inf is not allowed"),
+    (dict(temperature=-float("inf")), r"--temperature=-inf is not allowed"),
+    (dict(temperature=-1.0), r"--temperature=-1.0 is not allowed"),
+])
+def test_bad_sampling_options_are_refused_before_anything_is_written(
+    tiny_run, options, message):
+  before = _files(tiny_run)
+  with pytest.raises(ConfigError, match=message):
+    generation.run(tiny_run, **options)
+  assert _files(tiny_run) == before
 
 
 def test_sampler_refuses_a_top_k_above_the_vocabulary_and_a_non_finite_temperature():
@@ -300,6 +321,7 @@ TWO_STEPS = dict(steps=2, batch_size=4, warmup_steps=1, eval_every=2,
                  checkpoint_every=2, eval_batches=1)
 
 
+@pytest.mark.slow  # trains and samples
 def test_generate_tokens_for_another_decoder(tmp_path):
   config = helpers.run_config(
       tasks.task_config("copy_memory", delay=4, num_symbols=2, alphabet=4),
@@ -316,6 +338,7 @@ def test_generate_tokens_for_another_decoder(tmp_path):
     generation.run(workdir, prompts=["1 2 99"])
 
 
+@pytest.mark.slow  # trains and samples
 def test_generate_tokens_for_an_encoder_decoder(tmp_path):
   config = helpers.run_config(
       tasks.task_config("reverse", length=3, vocab=3),
