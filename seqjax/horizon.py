@@ -30,7 +30,8 @@ results only (`walk` replays the path from `start` through the finished trial
 directories), so a rerun or a resumed search walks the same path and trains
 nothing twice. The searches run each on its own: a search's next probe starts
 as soon as its last one has ended and one of `jobs` slots is free (no search
-waits for another's probe), through one seam, `run_trials(list of a probe's
+waits for another's probe; of the ready probes, the costliest by analytic
+FLOPs first, `probe_flops`), through one seam, `run_trials(list of a probe's
 trial overrides)`, called from up to `jobs` threads at once; `sweep_runner` is
 its default (the sweep's groups and processes, one sweep.Runner and its
 slots shared by every probe). DIR/horizon_plan.json holds the search's settings (as
@@ -38,7 +39,6 @@ a run's config.json holds its config); `report` writes DIR/horizon.json,
 DIR/report.md and DIR/horizon_compute.png from the plan and the trials.
 """
 
-import collections
 import concurrent.futures
 import contextlib
 import dataclasses
@@ -48,6 +48,7 @@ import os
 import sys
 from typing import Any, Callable, Mapping, Sequence
 
+import jax
 import ml_collections
 
 from seqjax import configs
@@ -335,15 +336,20 @@ def progress(workdir: str, plan: Plan, one: Search
 
 
 def search(plan: Plan, workdir: str, run_trials: Callable[[list[dict]], None],
-           out=sys.stdout, jobs: int = 1) -> dict[str, Walk]:
+           out=sys.stdout, jobs: int = 1,
+           cost: Callable[[Search, int], float] | None = None
+           ) -> dict[str, Walk]:
   """Runs the plan's searches, each on its own: a search's next probe is ready
-  as soon as its last one has ended, and ready probes start, in the order they
-  became ready, as soon as fewer than `jobs` are running (one search never waits
-  for another's probe). Each probe is one call of `run_trials` with its trials,
-  up to `jobs` calls at once from threads. Returns each search's walk. A probe
-  whose trials do not all finish (a crash, an interruption, a trial held by
-  another process) stops its search for this run; a rerun retries it."""
-  ready = collections.deque()
+  as soon as its last one has ended, and a ready probe starts as soon as fewer
+  than `jobs` are running (one search never waits for another's probe): the
+  costliest first by `cost(search, length)` (`probe_flops`), so that the long
+  chains of costly probes are not left to run alone at the end; without `cost`,
+  and between equal costs, in the order they became ready. Each probe is one
+  call of `run_trials` with its trials, up to `jobs` calls at once from threads.
+  Returns each search's walk. A probe whose trials do not all finish (a crash,
+  an interruption, a trial held by another process) stops its search for this
+  run; a rerun retries it."""
+  ready = []
   for one in plan.searches:
     w, _ = progress(workdir, plan, one)
     if w.next is not None:
@@ -352,7 +358,9 @@ def search(plan: Plan, workdir: str, run_trials: Callable[[list[dict]], None],
   with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
     while ready or running:
       while ready and len(running) < jobs:
-        one, length = ready.popleft()
+        first = max(range(len(ready)), key=lambda i: (
+            cost(*ready[i]) if cost else 0, -i))
+        one, length = ready.pop(first)
         print(f"[horizon] {one.name}: probe at {length}", file=out, flush=True)
         running[pool.submit(run_trials, probe_trials(plan, one, length))] = (
             one, length)
@@ -369,6 +377,27 @@ def search(plan: Plan, workdir: str, run_trials: Callable[[list[dict]], None],
         elif following is not None:
           ready.append((one, following))
   return {one.name: progress(workdir, plan, one)[0] for one in plan.searches}
+
+
+def probe_flops(module, arg: str | None, plan: Plan
+                ) -> Callable[[Search, int], float]:
+  """`cost(search, length)` for `search`: the analytic training FLOPs of the
+  probe's trials at their full step budget (seqjax.flops), from their configs
+  alone (nothing is compiled or trained)."""
+  from seqjax import experiment  # pylint: disable=import-outside-toplevel
+
+  known = {}
+
+  def cost(one: Search, length: int) -> float:
+    if (one.name, length) not in known:
+      config = sweep.trial_config(module, arg, probe_trials(plan, one, length)[0])
+      exp = experiment.build(config)
+      params = sum(x.size for x in jax.tree_util.tree_leaves(exp.state_shapes.params))
+      known[one.name, length] = len(plan.grid) * flops.training(
+          config.model.to_dict(), params, exp.task.io.length,
+          exp.train.batch_size, exp.train.steps)
+    return known[one.name, length]
+  return cost
 
 
 def sweep_runner(path: str, arg: str | None, runner: sweep.Runner,
@@ -417,7 +446,8 @@ def run(path: str, arg: str | None, workdir: str, jobs: int = 1,
         runner.stopped_by_signals())
   try:
     with stop:
-      search(mine, workdir, run_trials, out, jobs)
+      search(mine, workdir, run_trials, out, jobs,
+             cost=probe_flops(configs.load_module(path), arg, plan))
   except KeyboardInterrupt:
     interrupted = 1
     print("[horizon] stopped: running trials were checkpointed; rerun the same "

@@ -10,8 +10,10 @@ import math
 import os
 import threading
 
+import jax
 import pytest
 
+from seqjax import experiment
 from seqjax import flops
 from seqjax import horizon
 from seqjax import models
@@ -485,3 +487,36 @@ def test_a_stored_plan_names_the_same_trials_as_the_plan_it_stores(tmp_path):
                      for o in horizon.probe_trials(p, s, 8)]
   assert names(stored) == names(plan)
   assert names(plan)[0].startswith("task=copy_memory,model=lstm,")
+
+
+def test_ready_probes_start_costliest_first(tmp_path):
+  """With one job, the ready probe of the highest cost starts next (here the
+  cost is the length, the gru's a little more): the gru's first, then the
+  window's (first of two equal costs), whose following probes cost more than
+  the lstm's waiting one, then the lstm's."""
+  plan = horizon.plan_from(_spec())
+  out = QUIET()
+  cost = lambda one, length: length + (0.5 if one.name == "model=gru" else 0)
+  walks = _walks(horizon.search(plan, str(tmp_path), FakeTrainer(str(tmp_path)),
+                                out=out, cost=cost))
+  assert walks == EXPECTED
+  started = [line.split("] ")[1].replace("model=", "").replace(": probe at", "")
+             for line in out.getvalue().splitlines() if "probe at" in line]
+  assert started == ["gru 4", "window 4", "window 8", "window 16", "window 11",
+                     "window 13", "lstm 4", "lstm 8", "lstm 16", "lstm 32",
+                     "lstm 64"]
+
+
+def test_a_probes_cost_is_its_trials_analytic_flops():
+  module = helpers.load_experiment("horizon")
+  plan = horizon.plan_from(module.get_search("quick"))
+  cost = horizon.probe_flops(module, "quick", plan)
+  by_name = {s.name: s for s in plan.searches}
+  lstm = by_name["task=copy_memory,model=lstm"]
+  transformer = by_name["task=copy_memory,model=transformer"]
+  assert cost(lstm, 8) < cost(lstm, 16) < cost(transformer, 16)
+  config = sweep.trial_config(module, "quick", horizon.probe_trials(plan, lstm, 8)[0])
+  exp = experiment.build(config)
+  params = sum(x.size for x in jax.tree_util.tree_leaves(exp.state_shapes.params))
+  assert cost(lstm, 8) == len(plan.grid) * flops.training(
+      config.model.to_dict(), params, exp.task.io.length, 16, 600)

@@ -14,8 +14,10 @@ import numpy as onp
 import pytest
 
 from seqjax import configs
+from seqjax import diagnostics
 from seqjax import experiment
 from seqjax import metric_log
+from seqjax import report
 from seqjax import run_files
 from seqjax import train
 from seqjax.errors import ConfigError
@@ -254,9 +256,10 @@ def test_diagnose_mode_writes_diagnostics_of_a_run_and_refuses_other_dirs(
     tiny_config, tmp_path):
   workdir = str(tmp_path / "run")
   train.train_and_evaluate(tiny_config, workdir, progress=False)
-  refused = launch(f"--workdir={workdir}", "--mode=report")  # reports a sweep
-  assert refused.returncode == 2 and "holds no sweep" in refused.stderr
-  assert "--mode=diagnose a single run's" in refused.stderr
+  # --mode=report reports a sweep: a run is refused (the ConfigError launch
+  # prints as one paragraph with exit 2, as the empty directory's below).
+  with pytest.raises(ConfigError, match="holds no sweep.*--mode=diagnose a single run's"):
+    report.write(workdir)
   result = launch(f"--workdir={workdir}", "--mode=diagnose")
   assert result.returncode == 0, result.stderr[-2000:]
   grads = json.load(open(os.path.join(workdir, "diagnostics", "grad_through_time.json")))
@@ -266,11 +269,13 @@ def test_diagnose_mode_writes_diagnostics_of_a_run_and_refuses_other_dirs(
 
   empty = tmp_path / "empty"
   empty.mkdir()
-  for target in (str(empty), str(tmp_path / "missing")):
-    refused = launch(f"--workdir={target}", "--mode=diagnose")
-    assert refused.returncode == 2
-    assert "holds no run (no config.json)" in refused.stderr
-  assert not os.listdir(empty) and not os.path.exists(tmp_path / "missing")
+  refused = launch(f"--workdir={empty}", "--mode=diagnose")
+  assert refused.returncode == 2
+  assert "holds no run (no config.json)" in refused.stderr
+  missing = str(tmp_path / "missing")
+  with pytest.raises(ConfigError, match="holds no run \\(no config.json\\)"):
+    diagnostics.run(missing)
+  assert not os.listdir(empty) and not os.path.exists(missing)
 
 
 def test_parse_arg_types_and_bare_keys():
