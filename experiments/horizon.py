@@ -9,7 +9,7 @@ accuracy, mean over seeds at the learning rate chosen on validation, at least
 THRESHOLD of the way from chance to 1. Each probe is one trial group (the
 learning rates x seeds of long_dependency, 6 trials).
 
-  Quick (a 2-core CPU; the budget below is an estimate, not yet timed):
+  Quick (a 2-core CPU: 14 min 11 s on the 2-core VM of 2026-12-06, docs/horizon.md):
   python launch.py --config=experiments/horizon.py:quick --mode=sweep --jobs=2 --workdir=runs/horizon_quick
 
   Full (one GPU; not yet timed):
@@ -22,17 +22,12 @@ built-in check: its horizon must come out within a factor 2 of k (copy memory's
 recall is T + 4 positions back in the quick variant, so it solves T <= 11).
 
 The quick budget: long_dependency's quick trials (600 steps of batch 16, width
-64, learning rates 1e-3, 3e-3, 1e-2, 2 seeds; its main job trains 36 such
-groups in about 6.5 minutes on 2 cores) with an evaluation every 100 steps, so
-that a trial that reaches the task's solved level stops early
-(`train.stop_when_solved`). Estimated, not
-timed, from that job's step times per architecture and length (6 trials x 600
-steps x the step, plus about 9 s per group) and the paths its accuracies
-suggest (about 40 probes; transformer and LRU on copy memory doubling up to
-delay 128, the GRU on selective copy bisecting near length 200): about 17
-core-minutes without any early stop, in 7 rounds of about 9 minutes in all with
---jobs=2. `quick,selective` adds mamba and rglru (4-5x the LSTM's step): not
-sized to 15 minutes.
+64, learning rates 1e-3, 3e-3, 1e-2, 2 seeds) with an evaluation every 100
+steps, so that a trial that reaches the task's solved level stops early
+(`train.stop_when_solved`). Measured: 43 probes, 258 trials; the transformer's
+search on copy memory (delays 4 to 128, then 91 and 108) is the longest chain,
+which is why ready probes start costliest first. `quick,selective` adds mamba
+and rglru (4-5x the LSTM's step): not sized to 15 minutes.
 """
 
 import os
