@@ -48,7 +48,6 @@ import os
 import sys
 from typing import Any, Callable, Mapping, Sequence
 
-import jax
 import ml_collections
 
 from seqjax import configs
@@ -384,29 +383,27 @@ def probe_flops(module, arg: str | None, plan: Plan
   """`cost(search, length)` for `search`: the analytic training FLOPs of the
   probe's trials at their full step budget (seqjax.flops), from their configs
   alone (nothing is compiled or trained)."""
-  from seqjax import experiment  # pylint: disable=import-outside-toplevel
-
+  from seqjax import experiment, stepping  # pylint: disable=import-outside-toplevel
   known = {}
 
   def cost(one: Search, length: int) -> float:
     if (one.name, length) not in known:
       config = sweep.trial_config(module, arg, probe_trials(plan, one, length)[0])
       exp = experiment.build(config)
-      params = sum(x.size for x in jax.tree_util.tree_leaves(exp.state_shapes.params))
       known[one.name, length] = len(plan.grid) * flops.training(
-          config.model.to_dict(), params, exp.task.io.length,
+          config.model.to_dict(), stepping.num_params(stepping.abstract_params(exp)),
+          exp.task.io.length,
           exp.train.batch_size, exp.train.steps)
     return known[one.name, length]
   return cost
 
 
-def sweep_runner(path: str, arg: str | None, runner: sweep.Runner,
+def sweep_runner(module, arg: str | None, runner: sweep.Runner,
                  group_size: int | None = None) -> Callable[[list[dict]], None]:
   """The seam's default `run_trials`: the trials in groups that share a program
   (`group_size`), through `runner` (a process per group, its `jobs` slots shared
   by every probe running; finished trials are not trained again). Raises
   KeyboardInterrupt once a SIGINT or SIGTERM has stopped the runner's groups."""
-  module = configs.load_module(path)
   size = group_size or sweep.default_group_size()
 
   def run_trials(trials: list[dict]) -> None:
@@ -442,12 +439,12 @@ def run(path: str, arg: str | None, workdir: str, jobs: int = 1,
   interrupted, stop = 0, contextlib.nullcontext()
   if run_trials is None:
     runner = sweep.Runner(workdir, jobs, out)
-    run_trials, stop = sweep_runner(path, arg, runner, group_size), (
+    run_trials, stop = sweep_runner(module, arg, runner, group_size), (
         runner.stopped_by_signals())
   try:
     with stop:
       search(mine, workdir, run_trials, out, jobs,
-             cost=probe_flops(configs.load_module(path), arg, plan))
+             cost=probe_flops(module, arg, plan))
   except KeyboardInterrupt:
     interrupted = 1
     print("[horizon] stopped: running trials were checkpointed; rerun the same "
