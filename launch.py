@@ -1,13 +1,5 @@
-"""The one entry point: parses flags, sets up logging, calls the library.
-
-  python launch.py --config=experiments/copy_memory.py:quick --workdir=runs/copy
-  python launch.py --workdir=runs/copy --mode=eval|diagnose|generate
-  python launch.py --config=experiments/long_dependency.py:quick --mode=sweep --workdir=runs/ld
-  python launch.py --workdir=runs/ld --mode=report   # a sweep's report, again
-  python launch.py --config=experiments/horizon.py:quick --mode=sweep --workdir=runs/h  # a search
-
-This file is intentionally short; everything else is an importable library.
-"""
+"""The one entry point: flags, logging, a {mode: function} dispatch into the
+library. `python launch.py` lists the experiments; docs/usage.md every mode."""
 
 import glob
 import json
@@ -35,13 +27,8 @@ MAIN_JOB = ("python launch.py --config=experiments/long_dependency.py:quick "
             "--mode=sweep --jobs=2 --workdir=runs/long_dependency_quick")
 
 
-def _print(result) -> int:
-  return print(json.dumps(result, indent=2)) or 0
-
-
-def _wrote(write, workdir: str) -> int:
-  write(workdir)
-  return print(f"wrote the report under {workdir}") or 0
+def _print(result, text: str | None = None) -> int:
+  return print(text or json.dumps(result, indent=2)) or 0
 
 
 def run_train(workdir: str) -> int:
@@ -68,14 +55,17 @@ def run_sweep(workdir: str) -> int:
   return sweep.exit_status(counts)
 
 
-MODES = {"train": run_train, "eval": lambda workdir: _print(
-             train.evaluate_checkpoint(workdir, FLAGS.step, FLAGS.eval_batches,
-                                       _CONFIG.value)),
-         "sweep": run_sweep, "report": lambda workdir: _wrote(report.write, workdir),
-         "generate": lambda workdir: _print(generation.run(
-             workdir, FLAGS.prompt, FLAGS.num_samples, FLAGS.temperature,
-             FLAGS.top_k, FLAGS.seed, FLAGS.step)),
-         "diagnose": lambda workdir: _wrote(diagnostics.run, workdir)}
+WROTE = "wrote the report under {}"
+MODES = {
+    "train": run_train,
+    "eval": lambda w: _print(train.evaluate_checkpoint(
+        w, FLAGS.step, FLAGS.eval_batches, _CONFIG.value)),
+    "sweep": run_sweep,
+    "report": lambda w: _print(report.write(w), WROTE.format(w)),
+    "generate": lambda w: _print(generation.run(
+        w, FLAGS.prompt, FLAGS.num_samples, FLAGS.temperature, FLAGS.top_k,
+        FLAGS.seed, FLAGS.step)),
+    "diagnose": lambda w: _print(diagnostics.run(w), WROTE.format(w))}
 # Mode-specific flags (define, name, default, help, the modes that use it): any
 # other mode refuses them.
 MODE_FLAGS = (
@@ -99,14 +89,15 @@ FLAGS = flags.FLAGS
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment file[:ARGS].")
 flags.DEFINE_string("workdir", None, "Run (or sweep) directory.")
 flags.DEFINE_enum("mode", "train", list(MODES), "What to do in --workdir.")
-flags.DEFINE_string("coordinator_address", None, "Multi-host: host:port of process 0.")
-flags.DEFINE_integer("num_processes", None, "Multi-host.")
-flags.DEFINE_integer("process_id", None, "Multi-host.")
+for name, define in (("coordinator_address", flags.DEFINE_string),
+                     ("num_processes", flags.DEFINE_integer),
+                     ("process_id", flags.DEFINE_integer)):
+  define(name, None, "Multi-host (jax.distributed.initialize).")
 
 
 def usage() -> str:
-  names = sorted(os.path.basename(p) for p in glob.glob(os.path.join(
-      os.path.dirname(os.path.abspath(__file__)), "experiments", "[!_]*.py")))
+  names = sorted(map(os.path.basename, glob.glob(os.path.join(
+      os.path.dirname(os.path.abspath(__file__)), "experiments", "[!_]*.py"))))
   return (f"usage: python launch.py --config=experiments/NAME.py[:ARGS] --workdir=DIR "
           f"[--config.KEY=VALUE ...] [--mode={'|'.join(MODES)}]\n"
           f"experiments: {', '.join(names)}\nmain job:    {MAIN_JOB}")
@@ -114,12 +105,12 @@ def usage() -> str:
 
 def main(argv) -> int:
   del argv
-  if not flags.FLAGS["verbosity"].present:  # app.run sets it to INFO otherwise
-    logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO.
+  if not FLAGS["verbosity"].present:  # app.run sets INFO; Orbax logs every save
+    logging.set_verbosity(logging.WARNING)
   parallel.initialize(FLAGS.coordinator_address, FLAGS.num_processes,
                       FLAGS.process_id)
   for name, modes in FLAG_MODES.items():  # a flag its mode cannot use: refused
-    if flags.FLAGS[name].present and FLAGS.mode not in modes:
+    if FLAGS[name].present and FLAGS.mode not in modes:
       raise ConfigError(f"--{name} is not used by --mode={FLAGS.mode}; it serves "
                         f"--mode={' and --mode='.join(modes)}. Drop it.")
   if not FLAGS.workdir:
@@ -130,12 +121,10 @@ def main(argv) -> int:
 
 if __name__ == "__main__":
   if len(sys.argv) == 1:
-    print(usage())
-    sys.exit(2)
+    sys.exit(print(usage()) or 2)
   try:  # a bad --config (a file that does not load, a key it lacks, a value of
     # the wrong type), a bad flag or any ConfigError: one paragraph and exit 2.
     app.run(main, flags_parser=lambda argv: configs.check_command_line(argv)
-            or flags.FLAGS(argv))
+            or FLAGS(argv))
   except (ConfigError, flags.Error) as e:
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(2)
+    sys.exit(print(f"error: {e}", file=sys.stderr) or 2)

@@ -10,7 +10,9 @@
 Arguments: model (a name in seqjax.models.MODELS; mamba is the paper's model, rglru (Hawk) its
 gated-linear-recurrence rival), length (training L; 256 as in the paper, or 32
 when quick), quick (a run that finishes on a laptop CPU in well under a minute),
-cpu (the sweep's CPU scale, `CPU`). Evaluation also runs at longer lengths
+cpu (the sweep's CPU scale, `CPU`), init (mamba's and rglru's `model.init`:
+flax, the default, or authors: as state-spaces/mamba and recurrentgemma
+initialise them; docs/reproductions.md runs `cpu,init=authors`). Evaluation also runs at longer lengths
 (task.eval_lengths: 512, 1024, 4096; 64, 128 when quick; CPU["eval_lengths"] with
 cpu), logged as splits eval_len<N> and test_len<N>.
 
@@ -31,6 +33,7 @@ from seqjax import configs
 from seqjax import experiment_config
 from seqjax import sweep
 from seqjax import tasks
+from seqjax.models import selective
 
 MODELS = ("lstm", "gru", "lru", "mamba", "rglru")
 POSITIONAL = ("sinusoidal", "rope")  # the transformer's, a point each
@@ -40,7 +43,11 @@ CPU = dict(length=64, eval_lengths=(128, 256, 512, 1024), steps=1000, batch_size
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-  args = configs.parse_arg(arg, model="lstm", length=int, quick=False, cpu=False)
+  args = configs.parse_arg(arg, model="lstm", length=int, quick=False, cpu=False,
+                           init="flax")
+  configs.check_choice("arg", "init", args.init, selective.INITS)
+  # the selective recurrences' initialisation (no other model has the field)
+  init = dict(init=args.init) if args.model in ("mamba", "rglru") else {}
   default_length = 32 if args.quick else CPU["length"] if args.cpu else 256
   task = tasks.task_config("induction_heads", length=args.length or default_length)
   if args.quick:
@@ -54,15 +61,15 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
                  eval_batches=8)
   return experiment_config.build(
       task, args.model, args.quick,
-      model_settings=dict(width=64, num_layers=2),
-      quick_model=dict(width=32, num_layers=1),
+      model_settings=dict(width=64, num_layers=2, **init),
+      quick_model=dict(width=32, num_layers=1, **init),
       train=train, quick_train=experiment_config.QUICK_TRAIN)
 
 
 # No SWEEP_AXIS: one training length; the report's second table gives the
 # longer test lengths (the task's extra test sets).
 def get_sweep(arg: str | None = None) -> list[dict]:
-  configs.parse_arg(arg, model=str, length=int, quick=False, cpu=False)
+  configs.parse_arg(arg, model=str, length=int, quick=False, cpu=False, init="flax")
   architectures = sweep.chain(
       sweep.values("arg.model", MODELS),
       sweep.product(sweep.values("arg.model", ["transformer"]),

@@ -9,7 +9,7 @@ table:
   python launch.py --config=experiments/reproduce.py:claim=flip_flop,quick --mode=sweep --jobs=2 --group_size=2 --workdir=runs/reproduce/flip_flop
   python launch.py --config=experiments/reproduce.py:claim=mqar,quick --mode=sweep --jobs=2 --workdir=runs/reproduce/mqar
   python launch.py --config=experiments/reproduce.py:claim=selective_copy,quick --mode=sweep --jobs=2 --workdir=runs/reproduce/selective_copy
-  python launch.py --config=experiments/induction_heads.py:cpu --mode=sweep --jobs=2 --workdir=runs/reproduce/induction_extrapolation
+  python launch.py --config=experiments/induction_heads.py:cpu,init=authors --mode=sweep --jobs=2 --workdir=runs/reproduce/induction_extrapolation
   python launch.py --config=experiments/reproduce.py:claim=positions,quick --mode=sweep --jobs=2 --workdir=runs/reproduce/positions
   python launch.py --config=experiments/reproduce.py:claim=causal_mask,quick --mode=sweep --jobs=2 --workdir=runs/reproduce/causal_mask
   python -m seqjax.vanishing --config=experiments/reproduce.py:claim=gradients,quick --workdir=runs/reproduce/gradients   # no training
@@ -63,7 +63,9 @@ budget rule (2026-12-06, third session), written before they started: adding
 at T = 150 and 300 (was 100 and 200), MQAR with learning rates {1e-3, 3e-3}
 and seeds {0, 1} (was 1e-3 and seed 0) at the same 1200-step cap, and every
 claim with `train.stop_when_solved` (a trial stops once its validation metric
-reaches the task's solved level). Learning rates are a grid
+reaches the task's solved level); mamba and rglru initialised as their
+authors' code does (`model.init=authors`, seqjax.models.selective). Learning
+rates are a grid
 chosen per point on the validation stream by the report, where there is more
 than one.
 """
@@ -205,7 +207,10 @@ def model_settings(claim: str, model: str, width: int, positional: str = "sinuso
     return dict(width=width, num_layers=TRANSFORMER_LAYERS[claim],
                 num_heads=max(1, min(4, width // 16)), positional="sinusoidal")
   if model == "mamba":  # the sequential scan is the faster one on a CPU
-    return dict(width=width, num_layers=NUM_LAYERS[claim], scan="sequential")
+    return dict(width=width, num_layers=NUM_LAYERS[claim], scan="sequential",
+                init="authors")
+  if model == "rglru":  # both initialised as their authors' code does
+    return dict(width=width, num_layers=NUM_LAYERS[claim], init="authors")
   return dict(width=width, num_layers=NUM_LAYERS[claim])
 
 

@@ -60,6 +60,32 @@ def curves_with_baselines(series: dict, baselines: dict, path: str,
   plt.close(fig)
 
 
+def validation_curves(series: dict, levels: dict, path: str, title: str = "",
+                      ylabel: str = "", log: bool = False) -> plt.Figure:
+  """A validation metric against step, a line per label of `series` ({label:
+  (steps, values)}; a value that is None is not drawn), with `series_style`,
+  and a dashed horizontal line per `levels` ({label: value}: chance, solved)."""
+  fig, ax = plt.subplots(figsize=(9, 4.5))
+  for i, (label, (steps, values)) in enumerate(series.items()):
+    style = dict(series_style(i), markersize=max(7 - i // 4, 3), linewidth=1)
+    ax.plot(steps, [onp.nan if v is None else v for v in values], label=label,
+            **style)
+  for label, value in levels.items():
+    ax.axhline(value, color="black", linestyle="--", linewidth=0.8)
+    ax.annotate(label, (0, value), fontsize=7, va="bottom")
+  if log:
+    ax.set_yscale("log")
+  ax.set_xlabel("step")
+  ax.set_ylabel(ylabel)
+  ax.set_title(title)
+  ax.legend(fontsize=6, loc="center left", bbox_to_anchor=(1.01, 0.5))
+  fig.text(0.01, 0.01, SERIES_NOTE, fontsize=6)
+  fig.tight_layout(rect=(0, 0.03, 1, 1))
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+  return fig
+
+
 def metric_vs_width(accuracy: dict, path: str, title: str = "") -> plt.Figure:
   """Accuracy against model width ({(model, length, width): value}): a panel
   per length, a line per model (`series_style`), x ticked at the widths tried,

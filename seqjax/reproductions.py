@@ -14,6 +14,7 @@ evaluation set. The verdict rules (`VERDICTS`) were written before any result
 was seen; they restate each paper's claim as a test of the numbers measured.
 """
 
+import collections
 import json
 import math
 import os
@@ -607,6 +608,32 @@ def _mean_or_nan(values: list) -> float:
   return float(onp.mean([math.nan if v is None else v for v in values]))
 
 
+def curves_and_states(claim_dir: str, data: dict) -> dict:
+  """{name: {"steps", "values", "state"}}: the validation curve of the headline
+  metric of every trial behind the verdict (each point's, at its chosen
+  learning rate; name "label L=length seed N") and its `curve_state`."""
+  level = solved_level(data["task"])
+  out = {}
+  for p in data["points"]:
+    for t in chosen_trials(claim_dir, p):
+      steps, values = validation_curve(os.path.join(claim_dir, t["trial"]),
+                                       data["metric"])
+      name = (p["label"] + ("" if p["length"] is None else f" L={p['length']}")
+              + f" seed {t['overrides'].get('train.seed', 0)}")
+      out[name] = dict(steps=steps, values=values, state=curve_state(
+          steps, values, data["mode"], data["chance"], level))
+  return out
+
+
+def _plot_validation(claim: str, data: dict, curves: dict, path: str) -> None:
+  from seqjax import plots  # pylint: disable=import-outside-toplevel
+  plots.validation_curves(
+      {f"{n} ({c['state']})": (c["steps"], c["values"]) for n, c in curves.items()},
+      {"chance": data["chance"], "solved": solved_level(data["task"])}, path,
+      title=f"{claim}: {data['metric']} on the validation stream (budget rule's "
+      "state of each curve)", ylabel=data["metric"], log=data["mode"] == "min")
+
+
 def _plot_copy_curves(curves: dict, path: str) -> None:
   from seqjax import plots  # pylint: disable=import-outside-toplevel
   plots.curves_with_baselines(
@@ -625,7 +652,8 @@ def write(workdir: str, min_reads: int) -> dict:
   out, lines = {}, [
       "# Reproductions", "",
       "| claim | paper | paper's result | seqjax (test, mean and min-max over seeds) "
-      "| verdict | process time (s) |", "| --- | --- | --- | --- | --- | --- |"]
+      "| verdict | validation curves | process time (s) |",
+      "| --- | --- | --- | --- | --- | --- | --- |"]
   for claim in CLAIMS:
     claim_dir = os.path.join(workdir, claim)
     if claim == "gradients":  # measured at initialisation: no sweep
@@ -640,11 +668,24 @@ def write(workdir: str, min_reads: int) -> dict:
       else:
         row = globals()[claim](claim_dir)
       row["seconds"] = group_seconds(claim_dir)
+      row["validation"] = curves_and_states(claim_dir, row["data"])
+      _plot_validation(claim, row["data"], row["validation"],
+                       os.path.join(workdir, f"{claim}_validation.png"))
       out[claim] = row
+    link = (f"![{claim}]({claim}_validation.png)" if "validation" in row
+            else "![gradients](gradients/gradients.png)")
     lines.append(f"| {claim} | {SOURCES[claim]} | {PAPER[claim]} | {row['ours']} | "
-                 f"{row['verdict']} | {row['seconds']:.0f} |")
+                 f"{row['verdict']} | {link} | {row['seconds']:.0f} |")
   lines += ["", "Verdict rules, fixed before the runs:", ""]
   lines += [f"- {claim}: {VERDICTS[claim]}" for claim in out]
+  lines += ["", "The budget rule's state of each trial behind a verdict (its "
+            "validation curve; `curve_state`):", ""]
+  for claim, row in out.items():
+    states = collections.Counter(c["state"] for c in row.get("validation", {}).values())
+    if states:
+      lines.append(f"- {claim}: " + ", ".join(f"{n} {s}" for s, n in states.items())
+                   + "; " + "; ".join(f"{n}: {c['state']}"
+                                      for n, c in row["validation"].items()))
   if "copy_memory" in out:
     _plot_copy_curves(out["copy_memory"]["curves"],
                       os.path.join(workdir, "copy_memory_curves.png"))
@@ -656,8 +697,12 @@ def write(workdir: str, min_reads: int) -> dict:
     lines += ["", "![mqar width](mqar_width.png)"]
   with open(os.path.join(workdir, "reproductions.md"), "w") as f:
     f.write("\n".join(lines) + "\n")
-  serial = {c: {k: v for k, v in r.items() if k not in ("curves", "acc", "bounds")}
+  serial = {c: {k: v for k, v in r.items()
+                if k not in ("curves", "acc", "bounds", "validation")}
             for c, r in out.items()}
+  for c, r in out.items():
+    if "validation" in r:
+      serial[c]["curve_states"] = {n: v["state"] for n, v in r["validation"].items()}
   for c, r in out.items():
     if "acc" in r:
       serial[c]["accuracy"] = [dict(model=m, length=l, width=w, accuracy=v)

@@ -405,3 +405,24 @@ def test_causal_mask_verdict_reports_both_numbers(tmp_path, cheat_loss, cheat_ma
   assert row["verdict"] == verdict
   assert (f"mask=none S=8: training loss {cheat_loss:.3g}, teacher-forced test accuracy "
           f"1.000, generated: exact match {cheat_match:.4g}") in row["ours"]
+
+
+def test_the_table_links_each_rows_validation_curves_with_their_states(tmp_path):
+  """`write` draws each sweep's validation curves (the trials behind the
+  verdict) and lists the budget rule's state of each."""
+  claim_dir = tmp_path / "selective_copy"
+  rising = [0.2 + 0.05 * i for i in range(9)]
+  for model, acc, curve in (("mamba", 0.6, rising), ("lru", 0.2, None)):
+    _result(str(claim_dir), model, 64, 64, 1e-3, 0, acc, "selective_copy",
+            "accuracy", "max", curve=curve)
+  out = reproductions.write(str(tmp_path), min_reads=10)
+  assert out["selective_copy"]["verdict"].startswith("undecided at CPU scale")
+  text = (tmp_path / "reproductions.md").read_text()
+  assert "![selective_copy](selective_copy_validation.png)" in text
+  assert os.path.getsize(tmp_path / "selective_copy_validation.png") > 0
+  states = json.loads((tmp_path / "reproductions.json").read_text())[
+      "selective_copy"]["curve_states"]
+  assert states == {"lru L=64 seed 0": "converged",
+                    "mamba L=64 seed 0": "still improving"}
+  assert "- selective_copy: 1 still improving, 1 converged" in text or (
+      "- selective_copy: 1 converged, 1 still improving" in text)

@@ -309,6 +309,77 @@ def test_rglru_initialisation():
                               atol=0.004)
 
 
+def _uniform_bound_and_normal(w, std, uniform):
+  """Checks `w`'s spread against `std`: a uniform's bound is sqrt(3) std and
+  nothing lies beyond it; a (not truncated) normal reaches past 2 std."""
+  w = onp.asarray(w, onp.float64)
+  assert abs(w.std() / std - 1) < 0.03, (w.std(), std)
+  if uniform:
+    assert onp.abs(w).max() <= math.sqrt(3) * std * (1 + 1e-6)
+  else:  # ~4.6% of a normal is beyond 2 std; Flax's truncated normal has none
+    assert 0.03 < (onp.abs(w) > 2 * std).mean() < 0.065
+
+
+def test_mamba_authors_initialisation_is_state_spaces_mambas():
+  """model.init=authors: PyTorch's nn.Linear default U(+-1/sqrt(fan_in)) for
+  in_proj and x_proj, out_proj divided by sqrt(layers); RMSNorm eps 1e-5."""
+  layers, d, e = 4, 256, 512
+  layer = selective.MambaLayer(inner=e, state_size=16, dt_rank=16, conv_width=4,
+                               dt_min=1e-3, dt_max=0.1, dt_init_floor=1e-4,
+                               scan="sequential", init_style="authors", num_layers=layers)
+  p = layer.init(jax.random.key(0), jnp.ones((1, 2, d)))["params"]
+  _uniform_bound_and_normal(p["in_proj"]["kernel"], 1 / math.sqrt(3 * d), True)
+  _uniform_bound_and_normal(p["x_proj"]["kernel"], 1 / math.sqrt(3 * e), True)
+  _uniform_bound_and_normal(p["out_proj"]["kernel"],
+                            1 / math.sqrt(3 * e * layers), True)
+  # The default keeps Flax's lecun_normal: a truncated normal of std 1/sqrt(d).
+  flax_p = dataclasses.replace(layer, init_style="flax").init(
+      jax.random.key(0), jnp.ones((1, 2, d)))["params"]
+  w = onp.asarray(flax_p["out_proj"]["kernel"], onp.float64)
+  assert abs(w.std() * math.sqrt(e) - 1) < 0.03 and onp.abs(w).max() <= 2.0 / math.sqrt(e) * 1.14
+  assert selective.MambaConfig(init="authors").norm_eps() == 1e-5
+  assert selective.MambaConfig().norm_eps() == 1e-6
+
+
+@pytest.mark.parametrize("name, eps", [("mamba", 1e-5), ("rglru", 1e-6)])
+def test_the_final_norm_uses_the_authors_epsilon(name, eps):
+  """With every block's output projection zeroed the stack is its final
+  RMSNorm: x / sqrt(mean(x^2) + eps), on inputs small enough for eps to show."""
+  cls = dict(mamba=selective.MambaConfig, rglru=selective.RGLRUConfig)[name]
+  cfg = cls(width=8, num_layers=1, init="authors", scan="sequential")
+  stack = selective.SelectiveStack(cfg)
+  x = 1e-3 * jax.random.normal(jax.random.key(1), (2, 5, 8))
+  params = stack.init(jax.random.key(0), x)["params"]
+  params = jax.tree_util.tree_map_with_path(
+      lambda path, v: jnp.zeros_like(v) if any(
+          getattr(k, "key", None) in ("out_proj", "linear_out", "down") for k in path)
+      else v, params)
+  y = stack.apply({"params": params}, x)
+  xs = f64(x)
+  want = xs / onp.sqrt((xs ** 2).mean(-1, keepdims=True) + eps)
+  onp.testing.assert_allclose(y, want, rtol=1e-5, atol=1e-6)
+
+
+def test_hawk_authors_initialisation_is_recurrentgemmas():
+  """model.init=authors: recurrentgemma's variance_scaling(1, fan_in, normal),
+  and 2 / layers for the recurrent block's linear_out and the MLP's down."""
+  layers = 8
+  cfg = selective.RGLRUConfig(width=384, num_layers=layers, init="authors",
+                              scan="sequential")
+  block = selective.HawkBlock(cfg)
+  p = block.init(jax.random.key(0), jnp.ones((1, 2, 384)))["params"]
+  e, hidden = cfg.inner_width(), cfg.mlp_ratio * 384
+  t, mlp = p["temporal"], p["mlp"]
+  _uniform_bound_and_normal(t["linear_x"]["kernel"], 1 / math.sqrt(384), False)
+  _uniform_bound_and_normal(t["rg_lru"]["input_gate"]["kernel"], 1 / math.sqrt(e), False)
+  _uniform_bound_and_normal(t["linear_out"]["kernel"],
+                            math.sqrt(2 / layers / e), False)
+  _uniform_bound_and_normal(mlp["up"]["kernel"], 1 / math.sqrt(384), False)
+  _uniform_bound_and_normal(mlp["down"]["kernel"],
+                            math.sqrt(2 / layers / hidden), False)
+  onp.testing.assert_array_equal(t["linear_out"]["bias"], 0)
+
+
 def test_sqrt_with_bounded_derivative():
   x = jnp.array([1e-12, 1e-4, 0.25])
   onp.testing.assert_allclose(selective.sqrt_bounded_derivative(x), jnp.sqrt(x))

@@ -45,6 +45,18 @@ W_d (GeLU(W_g x) * (W_u x)) with expansion mlp_ratio; Hawk's residual block is
 x += recurrent(RMSNorm(x)); x += mlp(RMSNorm(x)); a final RMSNorm. (Griffin's
 local-attention blocks are not implemented.)
 
+Initialisation of the projections (`model.init`): "flax" (the default, and
+every result before 2026-12-06) uses Flax's lecun_normal and RMSNorm eps 1e-6;
+"authors" as the reference code: for Mamba PyTorch's nn.Linear default
+U(+-1/sqrt(fan_in)) for in_proj and x_proj, out_proj divided by sqrt(layers),
+RMSNorm eps 1e-5 (state-spaces/mamba's `_init_weights`, `norm_epsilon`); for
+Hawk variance_scaling(1, fan_in, normal) and 2 / layers for the output layers
+(recurrentgemma's `final_w_init_variance_scale`). The special parameters
+(delta, A, D, Lambda, the convolutions) are the authors' in both. Not the
+authors': the embedding (seqjax's `SequenceModel`, shared by every model;
+Mamba's code draws it from N(0, 0.02^2)) and Hawk's dense gates (block-diagonal
+in recurrentgemma).
+
 Precision: A_log, dt_bias and Lambda stay float32 (seqjax.precision), so the
 decays, delta and the state (float32, also under bfloat16 compute) are computed
 in float32; the block's output returns to the compute dtype.
@@ -70,6 +82,23 @@ from seqjax.models.linear_recurrence import carried
 from seqjax.models.linear_recurrence import decoding_scan
 from seqjax.models.linear_recurrence import fused_linear_scan
 from seqjax.models.linear_recurrence import linear_scan
+
+
+INITS = ("flax", "authors")  # `config.model.init` of mamba and rglru
+
+
+def kernel_init(init: str, model: str, scale: float = 1.0):
+  """A projection's kernel initialiser. "flax": Flax's default, lecun_normal
+  (`scale` unused; seqjax before 2026-12). "authors": as the authors' code,
+  with `scale` multiplying the variance: for Mamba PyTorch's nn.Linear default,
+  U(+-1/sqrt(fan_in)) = variance_scaling(1/3, fan_in, uniform)
+  (state-spaces/mamba); for the RG-LRU recurrentgemma's Dense,
+  variance_scaling(1, fan_in, normal)."""
+  if init == "flax":
+    return nn.initializers.lecun_normal()
+  if model == "mamba":
+    return nn.initializers.variance_scaling(scale / 3, "fan_in", "uniform")
+  return nn.initializers.variance_scaling(scale, "fan_in", "normal")
 
 
 def uniform_init(bound: float):
@@ -132,16 +161,21 @@ class MambaLayer(nn.Module):
   dt_max: float
   dt_init_floor: float
   scan: str
+  init_style: str = "flax"  # INITS: "authors" also rescales out_proj by layers
+  num_layers: int = 1   # of the stack (the "authors" out_proj rescaling)
 
   @nn.compact
   def __call__(self, u_BxLxD, decode: bool = False):
     e, n, r = self.inner, self.state_size, self.dt_rank
-    xz_BxLx2E = nn.Dense(2 * e, use_bias=False, name="in_proj")(u_BxLxD)
+    dense = lambda width, name, scale=1.0: nn.Dense(
+        width, use_bias=False, kernel_init=kernel_init(self.init_style, "mamba", scale),
+        name=name)
+    xz_BxLx2E = dense(2 * e, "in_proj")(u_BxLxD)
     x_BxLxE, z_BxLxE = jnp.split(xz_BxLx2E, 2, axis=-1)
     bound = 1 / math.sqrt(self.conv_width)
     x_BxLxE = jax.nn.silu(CausalConv(self.conv_width, uniform_init(bound),
                                      uniform_init(bound), name="conv")(x_BxLxE, decode))
-    dbc = nn.Dense(r + 2 * n, use_bias=False, name="x_proj")(x_BxLxE)
+    dbc = dense(r + 2 * n, "x_proj")(x_BxLxE)
     dt_BxLxI, b_BxLxN, c_BxLxN = jnp.split(dbc, [r, r + n], axis=-1)
     w_dt = self.param("dt_proj", uniform_init(r ** -0.5), (r, e))
     b_dt = self.param("dt_bias", dt_bias_init(self.dt_min, self.dt_max,
@@ -172,7 +206,9 @@ class MambaLayer(nn.Module):
       cache.value = h_BxExN
     y_BxLxE = jnp.swapaxes(y_LxBxE, 0, 1) + d[None, None] * x_BxLxE
     y_BxLxE = (y_BxLxE * jax.nn.silu(z_BxLxE)).astype(u_BxLxD.dtype)
-    return nn.Dense(u_BxLxD.shape[-1], use_bias=False, name="out_proj")(y_BxLxE)
+    # state-spaces/mamba divides out_proj by sqrt(layers) (GPT-2's rescaling of
+    # the residual output projections): its variance by the layers.
+    return dense(u_BxLxD.shape[-1], "out_proj", 1 / self.num_layers)(y_BxLxE)
 
 
 @jax.custom_jvp
@@ -204,12 +240,14 @@ class RGLRULayer(nn.Module):
   a_min: float
   a_max: float
   scan: str
+  init_style: str = "flax"   # INITS (a Module's `init` is its method)
 
   @nn.compact
   def __call__(self, x_BxLxE, decode: bool = False):
     e = x_BxLxE.shape[-1]
-    r_BxLxE = jax.nn.sigmoid(nn.Dense(e, name="recurrence_gate")(x_BxLxE))
-    i_BxLxE = jax.nn.sigmoid(nn.Dense(e, name="input_gate")(x_BxLxE))
+    gate = lambda name: jax.nn.sigmoid(nn.Dense(
+        e, kernel_init=kernel_init(self.init_style, "rglru"), name=name)(x_BxLxE))
+    r_BxLxE, i_BxLxE = gate("recurrence_gate"), gate("input_gate")
     lam = self.param("Lambda", lambda_init(self.a_min, self.a_max, self.c), (e,))
     dtype = jnp.promote_types(lam.dtype, jnp.float32)
     log_a_BxLxE = -self.c * r_BxLxE.astype(dtype) * jax.nn.softplus(
@@ -234,29 +272,35 @@ class HawkRecurrentBlock(nn.Module):
   def __call__(self, x_BxLxD, decode: bool = False):
     cfg = self.config
     e = cfg.inner_width()
-    y_BxLxE = nn.gelu(nn.Dense(e, name="linear_y")(x_BxLxD))
-    h_BxLxE = nn.Dense(e, name="linear_x")(x_BxLxD)
+    dense = lambda width, name, scale=1.0: nn.Dense(
+        width, kernel_init=kernel_init(cfg.init, "rglru", scale), name=name)
+    y_BxLxE = nn.gelu(dense(e, "linear_y")(x_BxLxD))
+    h_BxLxE = dense(e, "linear_x")(x_BxLxD)
     h_BxLxE = CausalConv(
         cfg.conv_width,
         nn.initializers.variance_scaling(0.01, "fan_in", "normal", in_axis=0,
                                          out_axis=1),
         nn.initializers.zeros, name="conv")(h_BxLxE, decode)
-    h_BxLxE = RGLRULayer(cfg.c, cfg.a_min, cfg.a_max, cfg.scan, name="rg_lru")(
-        h_BxLxE, decode)
+    h_BxLxE = RGLRULayer(cfg.c, cfg.a_min, cfg.a_max, cfg.scan, cfg.init,
+                         name="rg_lru")(h_BxLxE, decode)
     out_BxLxE = (h_BxLxE * y_BxLxE).astype(x_BxLxD.dtype)
-    return nn.Dense(x_BxLxD.shape[-1], name="linear_out")(out_BxLxE)
+    # recurrentgemma: the output layers' variance scaled by 2 / layers
+    return dense(x_BxLxD.shape[-1], "linear_out", 2 / cfg.num_layers)(out_BxLxE)
 
 
 class GatedMlp(nn.Module):
   """Griffin's MLP block: W_d (GeLU(W_g x) * (W_u x)), hidden ratio * D."""
   ratio: int
+  init_style: str = "flax"  # INITS: "authors" scales W_d's variance by 2 / layers
+  num_layers: int = 1
 
   @nn.compact
   def __call__(self, x_BxLxD):
     hidden = self.ratio * x_BxLxD.shape[-1]
-    h = nn.gelu(nn.Dense(hidden, name="gate")(x_BxLxD)) * nn.Dense(
-        hidden, name="up")(x_BxLxD)
-    return nn.Dense(x_BxLxD.shape[-1], name="down")(h)
+    dense = lambda width, name, scale=1.0: nn.Dense(
+        width, kernel_init=kernel_init(self.init_style, "rglru", scale), name=name)
+    h = nn.gelu(dense(hidden, "gate")(x_BxLxD)) * dense(hidden, "up")(x_BxLxD)
+    return dense(x_BxLxD.shape[-1], "down", 2 / self.num_layers)(h)
 
 
 class MambaBlock(nn.Module):
@@ -267,11 +311,11 @@ class MambaBlock(nn.Module):
   @nn.compact
   def __call__(self, x_BxLxD, train: bool = False, decode: bool = False):
     cfg = self.config
-    h = nn.RMSNorm(name="norm")(x_BxLxD).astype(x_BxLxD.dtype)
+    h = nn.RMSNorm(cfg.norm_eps(), name="norm")(x_BxLxD).astype(x_BxLxD.dtype)
     h = MambaLayer(cfg.expand * cfg.width, cfg.state_size,
                    cfg.dt_rank or math.ceil(cfg.width / 16), cfg.conv_width,
                    cfg.dt_min, cfg.dt_max, cfg.dt_init_floor, cfg.scan,
-                   name="mamba")(h, decode)
+                   cfg.init, cfg.num_layers, name="mamba")(h, decode)
     return x_BxLxD + nn.Dropout(cfg.dropout, deterministic=not train)(h)
 
 
@@ -289,7 +333,8 @@ class HawkBlock(nn.Module):
     h = HawkRecurrentBlock(cfg, name="temporal")(norm("norm_temporal", x_BxLxD),
                                                  decode)
     x_BxLxD = x_BxLxD + drop(h)
-    h = GatedMlp(cfg.mlp_ratio, name="mlp")(norm("norm_mlp", x_BxLxD))
+    h = GatedMlp(cfg.mlp_ratio, cfg.init, cfg.num_layers, name="mlp")(
+        norm("norm_mlp", x_BxLxD))
     return x_BxLxD + drop(h)
 
 
@@ -304,15 +349,23 @@ class SelectiveConfig:
   scan: str = "recompute"
   conv_width: int = 4         # J, taps of the causal depthwise convolution
   remat: bool = False         # recompute each block in the backward pass
+  # The projections' initialisation (`kernel_init`): "flax" (Flax's defaults)
+  # or "authors" (as state-spaces/mamba and recurrentgemma initialise them).
+  init: str = "flax"
 
   def __post_init__(self):
     configs.check_positive("model", width=self.width, num_layers=self.num_layers,
                            conv_width=self.conv_width)
     configs.check_choice("model", "scan", self.scan, SCANS)
+    configs.check_choice("model", "init", self.init, INITS)
     configs.check_probability("model", dropout=self.dropout)
 
   def block(self) -> type[nn.Module]:
     raise NotImplementedError
+
+  def norm_eps(self) -> float:
+    """The RMSNorms' epsilon: Flax's default, as recurrentgemma's."""
+    return 1e-6
 
   def build(self, io: IOSpec) -> nn.Module:
     return SequenceModel(io=io, width=self.width, backbone=SelectiveStack(self))
@@ -341,6 +394,10 @@ class MambaConfig(SelectiveConfig):
 
   def block(self) -> type[nn.Module]:
     return MambaBlock
+
+  def norm_eps(self) -> float:
+    """state-spaces/mamba's RMSNorm epsilon (norm_epsilon) is 1e-5."""
+    return 1e-5 if self.init == "authors" else 1e-6
 
 
 @dataclasses.dataclass(frozen=True)
@@ -380,4 +437,4 @@ class SelectiveStack(nn.Module):
     block = nn.remat(cfg.block(), static_argnums=(2, 3)) if cfg.remat else cfg.block()
     for i in range(cfg.num_layers):
       x_BxLxD = block(cfg, name=f"block_{i}")(x_BxLxD, train, decode)
-    return nn.RMSNorm(name="norm_final")(x_BxLxD)
+    return nn.RMSNorm(cfg.norm_eps(), name="norm_final")(x_BxLxD)
