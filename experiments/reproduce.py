@@ -51,7 +51,9 @@ Claims (the papers' settings beside ours in SCALES and docs/reproductions.md):
 Arguments: claim, model, length (the claim's dependency length: T, delay, N
 instructions, the MQAR length, whose number of pairs is length / 16 as in
 Zoology's grid, the selective-copy length or the reversed source's length),
-width, positional (positions), mask (causal_mask), quick. The budgets of the
+width, positional (positions), mask (causal_mask), quick, cap (the final run's
+step cap, `reproductions.final_cap` of the pilot, which is the run without
+it; 12 evaluations either way). The budgets of the
 claims from selective_copy on were fixed from the step times of the earlier
 rows, before any of their runs. Every budget below was fixed from step-time
 measurements before any result was seen, except MQAR's CPU scale: cut to one
@@ -224,7 +226,9 @@ AXES = {"positions": "positional", "causal_mask": "mask"}  # a claim's own axis
 def _args(arg: str | None):
   args = configs.parse_arg(arg, claim="adding", model=str, length=int,
                            width=int, positional="sinusoidal", mask="causal",
-                           quick=False)
+                           quick=False, cap=int)
+  if args.cap is not None:
+    configs.check_positive("arg", cap=args.cap)
   configs.check_choice("arg", "mask", args.mask, MASKS)
   for name, default in (("positional", "sinusoidal"), ("mask", "causal")):
     if args[name] != default and AXES.get(args.claim) != name:
@@ -241,7 +245,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   model = args.model or s["models"][-1]
   length = args.length or s["lengths"][0]
   width = args.width or s["widths"][-1]
-  steps = s["steps"]
+  steps = args.cap or s["steps"]  # a final run's cap (reproductions.final_cap)
   settings = model_settings(args.claim, model, width, args.positional, args.mask)
   return experiment_config.build(
       task_section(args.claim, length, s), VARIANTS.get(model, (model,))[0],

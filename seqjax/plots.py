@@ -79,9 +79,8 @@ def validation_curves(series: dict, levels: dict, path: str, title: str = "",
   ax.set_ylabel(ylabel)
   ax.set_title(title)
   ax.legend(fontsize=6, loc="center left", bbox_to_anchor=(1.01, 0.5))
-  fig.text(0.01, 0.01, SERIES_NOTE, fontsize=6)
-  fig.tight_layout(rect=(0, 0.03, 1, 1))
-  fig.savefig(path, dpi=110)
+  ax.text(0, -0.16, SERIES_NOTE, fontsize=6, transform=ax.transAxes)
+  fig.savefig(path, dpi=110, bbox_inches="tight")
   plt.close(fig)
   return fig
 

@@ -174,6 +174,26 @@ def budget_verdict(verdict: str, failing: list[str]) -> str:
   return verdict
 
 
+# The final run's cap from its pilot (docs/reproductions.md, "The budget
+# rule"). Written after the pilots of adding and positions, before any final
+# run: a row whose pilot is undecided (a trial behind a failing learning half
+# still improving at the cap) is run again with the cap multiplied by the
+# largest factor up to FINAL_CAP_FACTOR whose estimate (the pilot's wall time
+# times the factor) fits the row limit; stop_when_solved keeps the solved
+# trials from paying for it. A decided pilot is the final run.
+FINAL_CAP_FACTOR = 4
+ROW_LIMIT_S = 45 * 60
+
+
+def final_cap(pilot_cap: int, pilot_wall_s: float, verdict: str) -> int:
+  """The cap of a claim's final run, from its pilot's cap, wall time and
+  verdict: the pilot's cap when the verdict is decided or no factor > 1 fits."""
+  if not verdict.startswith(UNDECIDED):
+    return pilot_cap
+  factor = min(FINAL_CAP_FACTOR, int(ROW_LIMIT_S // max(pilot_wall_s, 1e-9)))
+  return pilot_cap * max(factor, 1)
+
+
 def validation_curve(trial_dir: str, metric: str) -> tuple[list, list]:
   """(steps, values) of the validation stream's `metric` in DIR/metrics.jsonl."""
   steps, values = [], []
@@ -630,8 +650,8 @@ def _plot_validation(claim: str, data: dict, curves: dict, path: str) -> None:
   plots.validation_curves(
       {f"{n} ({c['state']})": (c["steps"], c["values"]) for n, c in curves.items()},
       {"chance": data["chance"], "solved": solved_level(data["task"])}, path,
-      title=f"{claim}: {data['metric']} on the validation stream (budget rule's "
-      "state of each curve)", ylabel=data["metric"], log=data["mode"] == "min")
+      title=f"{claim}: validation {data['metric']} (each curve's state)",
+      ylabel=data["metric"], log=data["mode"] == "min")
 
 
 def _plot_copy_curves(curves: dict, path: str) -> None:

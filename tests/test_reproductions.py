@@ -426,3 +426,14 @@ def test_the_table_links_each_rows_validation_curves_with_their_states(tmp_path)
                     "mamba L=64 seed 0": "still improving"}
   assert "- selective_copy: 1 still improving, 1 converged" in text or (
       "- selective_copy: 1 converged, 1 still improving" in text)
+
+
+@pytest.mark.parametrize("wall_s, verdict, cap", [
+    (110, "reproduced", 1500),                                   # decided: final
+    (110, "partly", 1500),
+    (110, reproductions.UNDECIDED + " (partly by the rule, ...)", 6000),   # x4
+    (1000, reproductions.UNDECIDED + " (...)", 3000),        # x2 fits 45 min
+    (2500, reproductions.UNDECIDED + " (...)", 1500),        # nothing fits
+])
+def test_the_final_cap_from_a_pilot(wall_s, verdict, cap):
+  assert reproductions.final_cap(1500, wall_s, verdict) == cap
