@@ -44,6 +44,16 @@ def tiny_config():
   return helpers.tiny_copy_memory_config()
 
 
+def pytest_collection_modifyitems(config, items):
+  """Marks `slow` the tests listed in tests/slow_tests.txt (by measured time)."""
+  del config
+  with open(os.path.join(ROOT, "tests", "slow_tests.txt")) as f:
+    listed = {line.strip() for line in f if line.strip() and not line.startswith("#")}
+  for item in items:
+    if item.nodeid in listed:
+      item.add_marker(pytest.mark.slow)
+
+
 def pytest_configure(config):
   config.addinivalue_line(
       "markers", "accelerator: needs a GPU (skipped without one); run by "
