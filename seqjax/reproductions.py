@@ -206,14 +206,19 @@ def validation_curve(trial_dir: str, metric: str) -> tuple[list, list]:
   return steps, values
 
 
+def trial_curve(claim_dir: str, trial: dict, data: dict) -> tuple[list, list, str]:
+  """(steps, values, `curve_state`) of a trial's (a results line's) validation
+  curve: its headline metric, mode and chance from the report's `data`, its
+  solved level from the task."""
+  steps, values = validation_curve(os.path.join(claim_dir, trial["trial"]),
+                                   data["metric"])
+  return steps, values, curve_state(steps, values, data["mode"], data["chance"],
+                                    solved_level(data["task"]))
+
+
 def trial_states(claim_dir: str, trials: list[dict], data: dict) -> list[str]:
-  """`curve_state` of each trial (results lines) of a claim's task: its
-  headline metric, mode and chance from the report's `data`, its solved level
-  from the task."""
-  level = solved_level(data["task"])
-  return [curve_state(*validation_curve(os.path.join(claim_dir, t["trial"]),
-                                        data["metric"]),
-                      data["mode"], data["chance"], level) for t in trials]
+  """`curve_state` of each trial (results lines) of a claim's task."""
+  return [trial_curve(claim_dir, t, data)[2] for t in trials]
 
 
 def solved_level(task_name: str) -> float:
@@ -637,17 +642,16 @@ def _mean_or_nan(values: list) -> float:
 def curves_and_states(claim_dir: str, data: dict) -> dict:
   """{name: {"steps", "values", "state"}}: the validation curve of the headline
   metric of every trial behind the verdict (each point's, at its chosen
-  learning rate; name "label L=length seed N") and its `curve_state`."""
-  level = solved_level(data["task"])
+  learning rate; name "label L=length seed N", the trial's directory where
+  the sweep sets no seed) and its `curve_state`."""
   out = {}
   for p in data["points"]:
     for t in chosen_trials(claim_dir, p):
-      steps, values = validation_curve(os.path.join(claim_dir, t["trial"]),
-                                       data["metric"])
+      steps, values, state = trial_curve(claim_dir, t, data)
+      seed = t["overrides"].get("train.seed")
       name = (p["label"] + ("" if p["length"] is None else f" L={p['length']}")
-              + f" seed {t['overrides'].get('train.seed', 0)}")
-      out[name] = dict(steps=steps, values=values, state=curve_state(
-          steps, values, data["mode"], data["chance"], level))
+              + (f" seed {seed}" if seed is not None else f" {t['trial']}"))
+      out[name] = dict(steps=steps, values=values, state=state)
   return out
 
 

@@ -101,6 +101,13 @@ def kernel_init(init: str, model: str, scale: float = 1.0):
   return nn.initializers.variance_scaling(scale, "fan_in", "normal")
 
 
+def dense(init: str, model: str, width: int, name: str, scale: float = 1.0,
+          use_bias: bool = True) -> nn.Dense:
+  """A projection to `width` whose kernel is drawn by `kernel_init`."""
+  return nn.Dense(width, use_bias=use_bias,
+                  kernel_init=kernel_init(init, model, scale), name=name)
+
+
 def uniform_init(bound: float):
   return lambda key, shape, dtype=jnp.float32: jax.random.uniform(
       key, shape, dtype, -bound, bound)
@@ -167,15 +174,14 @@ class MambaLayer(nn.Module):
   @nn.compact
   def __call__(self, u_BxLxD, decode: bool = False):
     e, n, r = self.inner, self.state_size, self.dt_rank
-    dense = lambda width, name, scale=1.0: nn.Dense(
-        width, use_bias=False, kernel_init=kernel_init(self.init_style, "mamba", scale),
-        name=name)
-    xz_BxLx2E = dense(2 * e, "in_proj")(u_BxLxD)
+    proj = lambda width, name, scale=1.0: dense(
+        self.init_style, "mamba", width, name, scale, use_bias=False)
+    xz_BxLx2E = proj(2 * e, "in_proj")(u_BxLxD)
     x_BxLxE, z_BxLxE = jnp.split(xz_BxLx2E, 2, axis=-1)
     bound = 1 / math.sqrt(self.conv_width)
     x_BxLxE = jax.nn.silu(CausalConv(self.conv_width, uniform_init(bound),
                                      uniform_init(bound), name="conv")(x_BxLxE, decode))
-    dbc = dense(r + 2 * n, "x_proj")(x_BxLxE)
+    dbc = proj(r + 2 * n, "x_proj")(x_BxLxE)
     dt_BxLxI, b_BxLxN, c_BxLxN = jnp.split(dbc, [r, r + n], axis=-1)
     w_dt = self.param("dt_proj", uniform_init(r ** -0.5), (r, e))
     b_dt = self.param("dt_bias", dt_bias_init(self.dt_min, self.dt_max,
@@ -208,7 +214,7 @@ class MambaLayer(nn.Module):
     y_BxLxE = (y_BxLxE * jax.nn.silu(z_BxLxE)).astype(u_BxLxD.dtype)
     # state-spaces/mamba divides out_proj by sqrt(layers) (GPT-2's rescaling of
     # the residual output projections): its variance by the layers.
-    return dense(u_BxLxD.shape[-1], "out_proj", 1 / self.num_layers)(y_BxLxE)
+    return proj(u_BxLxD.shape[-1], "out_proj", 1 / self.num_layers)(y_BxLxE)
 
 
 @jax.custom_jvp
@@ -245,8 +251,8 @@ class RGLRULayer(nn.Module):
   @nn.compact
   def __call__(self, x_BxLxE, decode: bool = False):
     e = x_BxLxE.shape[-1]
-    gate = lambda name: jax.nn.sigmoid(nn.Dense(
-        e, kernel_init=kernel_init(self.init_style, "rglru"), name=name)(x_BxLxE))
+    gate = lambda name: jax.nn.sigmoid(
+        dense(self.init_style, "rglru", e, name)(x_BxLxE))
     r_BxLxE, i_BxLxE = gate("recurrence_gate"), gate("input_gate")
     lam = self.param("Lambda", lambda_init(self.a_min, self.a_max, self.c), (e,))
     dtype = jnp.promote_types(lam.dtype, jnp.float32)
@@ -272,10 +278,8 @@ class HawkRecurrentBlock(nn.Module):
   def __call__(self, x_BxLxD, decode: bool = False):
     cfg = self.config
     e = cfg.inner_width()
-    dense = lambda width, name, scale=1.0: nn.Dense(
-        width, kernel_init=kernel_init(cfg.init, "rglru", scale), name=name)
-    y_BxLxE = nn.gelu(dense(e, "linear_y")(x_BxLxD))
-    h_BxLxE = dense(e, "linear_x")(x_BxLxD)
+    y_BxLxE = nn.gelu(dense(cfg.init, "rglru", e, "linear_y")(x_BxLxD))
+    h_BxLxE = dense(cfg.init, "rglru", e, "linear_x")(x_BxLxD)
     h_BxLxE = CausalConv(
         cfg.conv_width,
         nn.initializers.variance_scaling(0.01, "fan_in", "normal", in_axis=0,
@@ -285,7 +289,8 @@ class HawkRecurrentBlock(nn.Module):
                          name="rg_lru")(h_BxLxE, decode)
     out_BxLxE = (h_BxLxE * y_BxLxE).astype(x_BxLxD.dtype)
     # recurrentgemma: the output layers' variance scaled by 2 / layers
-    return dense(x_BxLxD.shape[-1], "linear_out", 2 / cfg.num_layers)(out_BxLxE)
+    return dense(cfg.init, "rglru", x_BxLxD.shape[-1], "linear_out",
+                 2 / cfg.num_layers)(out_BxLxE)
 
 
 class GatedMlp(nn.Module):
@@ -297,10 +302,10 @@ class GatedMlp(nn.Module):
   @nn.compact
   def __call__(self, x_BxLxD):
     hidden = self.ratio * x_BxLxD.shape[-1]
-    dense = lambda width, name, scale=1.0: nn.Dense(
-        width, kernel_init=kernel_init(self.init_style, "rglru", scale), name=name)
-    h = nn.gelu(dense(hidden, "gate")(x_BxLxD)) * dense(hidden, "up")(x_BxLxD)
-    return dense(x_BxLxD.shape[-1], "down", 2 / self.num_layers)(h)
+    proj = lambda width, name, scale=1.0: dense(self.init_style, "rglru", width,
+                                                name, scale)
+    h = nn.gelu(proj(hidden, "gate")(x_BxLxD)) * proj(hidden, "up")(x_BxLxD)
+    return proj(x_BxLxD.shape[-1], "down", 2 / self.num_layers)(h)
 
 
 class MambaBlock(nn.Module):
@@ -329,7 +334,7 @@ class HawkBlock(nn.Module):
     cfg = self.config
     drop = nn.Dropout(cfg.dropout, deterministic=not train)
     # The norms' float32 scales would promote the block to float32: cast back.
-    norm = lambda name, x: nn.RMSNorm(name=name)(x).astype(x.dtype)
+    norm = lambda name, x: nn.RMSNorm(cfg.norm_eps(), name=name)(x).astype(x.dtype)
     h = HawkRecurrentBlock(cfg, name="temporal")(norm("norm_temporal", x_BxLxD),
                                                  decode)
     x_BxLxD = x_BxLxD + drop(h)
