@@ -24,9 +24,16 @@ TINY = ["--config.model.width=16", "--config.train.steps=6",
         "--config.train.eval_batches=1", "--config.train.warmup_steps=1"]
 
 
+def devices_env(devices):
+  """This process's environment (with conftest's compile flags) on `devices`
+  simulated CPU devices."""
+  return dict(os.environ, XLA_FLAGS=" ".join(filter(None, [
+      os.environ.get("XLA_FLAGS", ""),
+      f"--xla_force_host_platform_device_count={devices}"])))
+
+
 def launch(workdir, devices, *args, wait=True, model="lstm"):
-  env = dict(os.environ,
-             XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
+  env = devices_env(devices)
   proc = subprocess.Popen(
       [sys.executable, os.path.join(ROOT, "launch.py"),
        f"--config=experiments/copy_memory.py:quick,delay=4,model={model}", *TINY, *args,
@@ -102,7 +109,7 @@ for shape in [(8,), (64, 32), (6, 10), (3, 64), (4, 4)]:
 
 
 def test_layouts_follow_shapes():
-  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4")
+  env = devices_env(4)
   out = subprocess.run([sys.executable, "-c", LAYOUTS], cwd=ROOT, env=env,
                        capture_output=True, text=True, check=True).stdout
   assert out.splitlines() == [
@@ -116,7 +123,7 @@ def test_layouts_follow_shapes():
 
 def test_batch_that_does_not_divide_over_data_shards_is_refused(tmp_path):
   workdir = str(tmp_path / "run")
-  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4")
+  env = devices_env(4)
   result = subprocess.run(
       [sys.executable, os.path.join(ROOT, "launch.py"),
        "--config=experiments/copy_memory.py:quick,delay=4", *TINY,
