@@ -26,8 +26,8 @@ stops starting new points at its time budget (`BUDGET_S`; the points left are
 listed as skipped). A section that fails is recorded with its error and the
 others still run. `--smoke` runs the same code at tiny sizes on a CPU in under a
 minute (CI runs it: tests/test_benchmarks.py), compiled with XLA's backend
-optimisations off and older fusion emitters (`SMOKE_XLA_FLAGS`); what needs a GPU is marked skipped with
-the reason.
+optimisations off and its older fusion emitters (`SMOKE_XLA_FLAGS`); what needs
+a GPU is marked skipped with the reason.
 """
 
 import dataclasses
