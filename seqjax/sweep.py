@@ -77,7 +77,6 @@ class Trial(NamedTuple):
   overrides: dict                    # the grid's, then the command line's
   config: ml_collections.ConfigDict  # built once, by `expand`
   length: int                        # the task's sequence length
-  axis: str | None                   # the experiment's SWEEP_AXIS, or None
 
 
 def values(key: str, vals) -> list[dict]:
@@ -179,8 +178,7 @@ def trial(module, arg: str | None, overrides: dict, name: str | None = None
   task = tasks.build(config.task)
   models.build(config.model, task.io)
   configs.train_config(config.train)
-  return Trial(name or trial_name(overrides), overrides, config, task.io.length,
-               getattr(module, "SWEEP_AXIS", None))
+  return Trial(name or trial_name(overrides), overrides, config, task.io.length)
 
 
 def shard(trials: list, spec: str | None) -> list:
@@ -242,8 +240,8 @@ class Runner:
   """Runs groups in child processes and keeps the counts; stops them all on
   SIGINT or SIGTERM (they checkpoint and record `interrupted`)."""
 
-  def __init__(self, workdir: str, jobs: int, out):
-    self.workdir, self.jobs, self.out = workdir, jobs, out
+  def __init__(self, workdir: str, jobs: int, out, axis: str | None = None):
+    self.workdir, self.jobs, self.out, self.axis = workdir, jobs, out, axis
     self.counts = dict(done=0, running=0, failed=0, interrupted=0, held=0)
     self.held, self.failed = {}, {}  # trial name: its holder, its group's log
     self.guard = threading.Lock()
@@ -379,7 +377,7 @@ class Runner:
         if self.stopping:
           return None
         for t, trial_dir in zip(members, dirs):
-          write_trial(trial_dir, t.overrides, t.axis,
+          write_trial(trial_dir, t.overrides, self.axis,
                       os.path.relpath(log_path, self.workdir))
         # A session of its own: a terminal's Ctrl-C reaches the runner, which
         # passes one signal on; the child dies with the runner (_die_with_parent).
@@ -410,7 +408,8 @@ def run(path: str, arg: str | None, workdir: str, jobs: int = 1,
           f"{'with an accelerator' if group_size > 8 else 'on a CPU'}; "
           "--group_size=N to change)", file=out, flush=True)
   groups = shard(make_groups(trials, group_size), shard_spec)
-  runner = Runner(workdir, jobs, out)
+  runner = Runner(workdir, jobs, out, getattr(configs.load_module(path),
+                                             "SWEEP_AXIS", None))
   with runner.stopped_by_signals():
     runner.run(groups)
   runner.show()
