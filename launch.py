@@ -35,11 +35,7 @@ def run_train(workdir: str) -> int:
   if _CONFIG.value is None:
     return print(usage()) or 2
   summary = train.train_and_evaluate(_CONFIG.value, workdir)
-  _print(summary)
-  if summary["status"] == "interrupted":
-    print(f"interrupted by {summary['interrupted_by']} at step {summary['step']}; "
-          "rerun the same command to resume.", file=sys.stderr)
-  return train.exit_status(summary)
+  return _print(summary) or train.exit_status(summary)
 
 
 def run_sweep(workdir: str) -> int:
@@ -55,17 +51,16 @@ def run_sweep(workdir: str) -> int:
   return sweep.exit_status(counts)
 
 
-WROTE = "wrote the report under {}"
 MODES = {
     "train": run_train,
     "eval": lambda w: _print(train.evaluate_checkpoint(
         w, FLAGS.step, FLAGS.eval_batches, _CONFIG.value)),
     "sweep": run_sweep,
-    "report": lambda w: _print(report.write(w), WROTE.format(w)),
+    "report": lambda w: _print(report.write(w), f"wrote the report under {w}"),
     "generate": lambda w: _print(generation.run(
         w, FLAGS.prompt, FLAGS.num_samples, FLAGS.temperature, FLAGS.top_k,
         FLAGS.seed, FLAGS.step)),
-    "diagnose": lambda w: _print(diagnostics.run(w), WROTE.format(w))}
+    "diagnose": lambda w: _print(diagnostics.run(w), f"wrote the report under {w}")}
 # Mode-specific flags (define, name, default, help, the modes that use it): any
 # other mode refuses them.
 MODE_FLAGS = (

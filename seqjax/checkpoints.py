@@ -61,8 +61,15 @@ def restore_latest(mngr: ocp.CheckpointManager, abstract_state: Any):
   for step in sorted(mngr.all_steps(), reverse=True):
     try:
       return restore(mngr, step, abstract_state), step
-    except Unreadable as e:
-      _set_aside(mngr, step, e)
+    except Unreadable as e:  # set aside, never deleted; the previous is tried
+      src = os.path.join(str(mngr.directory), str(step))
+      dst = os.path.join(os.path.dirname(str(mngr.directory)),
+                         "corrupt_checkpoints", str(step))
+      logging.warning("Checkpoint %s does not restore (%s); moved it to %s and "
+                      "trying the previous one.", src, reason(e, src), dst)
+      os.makedirs(os.path.dirname(dst), exist_ok=True)
+      shutil.move(src, dst + ("" if not os.path.exists(dst) else f".{os.getpid()}"))
+      mngr.reload()
   return None, 0
 
 
@@ -73,7 +80,14 @@ def restore(mngr: ocp.CheckpointManager, step: int, abstract_state: Any):
   that differs from `abstract_state`.
   """
   path = os.path.join(str(mngr.directory), str(step))
-  check_matches(path, stored_leaves(path), leaves(abstract_state))
+  try:  # the stored tree, from the metadata only
+    metadata = ocp.StandardCheckpointHandler().metadata(epath.Path(path) / ITEM)
+  except (OSError, ValueError) as e:  # missing files; JSON cut short
+    raise Unreadable(f"{path}: {type(e).__name__}") from e
+  stored = leaves(metadata)
+  if not stored:
+    raise Unreadable(f"{path}: its metadata lists no arrays")
+  check_matches(path, stored, leaves(abstract_state))
   try:
     with _reads_finished():
       return mngr.restore(step, args=ocp.args.StandardRestore(abstract_state))
@@ -129,20 +143,6 @@ def leaves(tree) -> dict[str, tuple]:
           for path, x in jax.tree_util.tree_flatten_with_path(tree)[0]}
 
 
-def stored_leaves(path: str) -> dict[str, tuple]:
-  """The leaves of checkpoint directory `path`, from its metadata only; raises
-  Unreadable when the metadata is missing, damaged or empty."""
-  try:
-    metadata = ocp.StandardCheckpointHandler().metadata(
-        epath.Path(path) / ITEM)
-  except (OSError, ValueError) as e:  # missing files; JSON cut short
-    raise Unreadable(f"{path}: {type(e).__name__}") from e
-  stored = leaves(metadata)
-  if not stored:
-    raise Unreadable(f"{path}: its metadata lists no arrays")
-  return stored
-
-
 def check_matches(path: str, stored: dict, expected: dict) -> None:
   """Raises ConfigError naming the leaves whose presence, shape or dtype differ."""
   diffs = [f"{k}: stored {stored.get(k, 'nothing')}, expected "
@@ -157,17 +157,6 @@ def check_matches(path: str, stored: dict, expected: dict) -> None:
         f"Checkpoint {path} does not match the state the current code builds "
         f"({len(diffs)} leaves differ: {shown}). Did the model's code change? "
         "Restore it with the code that wrote it, or start a new workdir.")
-
-
-def _set_aside(mngr, step: int, error: Exception) -> None:
-  src = os.path.join(str(mngr.directory), str(step))
-  dst = os.path.join(os.path.dirname(str(mngr.directory)), "corrupt_checkpoints",
-                     str(step))
-  logging.warning("Checkpoint %s does not restore (%s); moved it to %s and "
-                  "trying the previous one.", src, reason(error, src), dst)
-  os.makedirs(os.path.dirname(dst), exist_ok=True)
-  shutil.move(src, dst + ("" if not os.path.exists(dst) else f".{os.getpid()}"))
-  mngr.reload()
 
 
 def reason(error: BaseException, directory: str = "") -> str:

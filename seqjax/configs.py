@@ -122,7 +122,7 @@ def check_command_line(argv: list[str]) -> None:
     if item.startswith("--config."):
       key = item[len("--config."):].split("=", 1)[0]
       parent, _, leaf = key.rpartition(".")
-      node = _section(config, parent)
+      node = subsection(config, parent)
       if node is None or leaf not in node:
         raise ConfigError(
             f"unknown config key {key!r} in --config.{key}; keys allowed under "
@@ -130,7 +130,7 @@ def check_command_line(argv: list[str]) -> None:
             f"{', '.join(sorted(node.keys())) if node is not None else '(see the config file)'}.")
 
 
-def _section(config: ml_collections.ConfigDict, path: str):
+def subsection(config: ml_collections.ConfigDict, path: str):
   """The section `path` ("model", "" for the top) of `config`, or None."""
   node = config
   for part in filter(None, path.split(".")):
@@ -150,7 +150,7 @@ def overrides_from_argv(argv: list[str], config: ml_collections.ConfigDict
     if item.startswith("--config.") and "=" in item:
       key = item[len("--config."):].split("=", 1)[0]
       parent, _, leaf = key.rpartition(".")
-      out[key] = _section(config, parent)[leaf]
+      out[key] = subsection(config, parent)[leaf]
   return out
 
 

@@ -41,6 +41,11 @@ class TrainState:
   opt_state: Any
 
 
+def stream_key(seed, *path: int) -> jax.Array:
+  """The key of run `seed`'s stream `path` (say TRAIN, step): folded in turn."""
+  return functools.reduce(jax.random.fold_in, path, jax.random.key(seed))
+
+
 @dataclasses.dataclass(frozen=True)
 class Experiment:
   """Everything built from a config, checked before anything is compiled."""
@@ -54,10 +59,7 @@ class Experiment:
   mesh: jax.sharding.Mesh
 
   def key(self, *path: int) -> jax.Array:
-    key = jax.random.key(self.train.seed)
-    for p in path:
-      key = jax.random.fold_in(key, p)
-    return key
+    return stream_key(self.train.seed, *path)
 
   @functools.cached_property
   def state_shapes(self):

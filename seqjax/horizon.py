@@ -391,7 +391,7 @@ def probe_flops(module, arg: str | None, plan: Plan
       config = sweep.trial_config(module, arg, probe_trials(plan, one, length)[0])
       exp = experiment.build(config)
       known[one.name, length] = len(plan.grid) * flops.training(
-          config.model.to_dict(), stepping.num_params(stepping.abstract_params(exp)),
+          config.model.to_dict(), stepping.num_params(exp.state_shapes.params),
           exp.task.io.length,
           exp.train.batch_size, exp.train.steps)
     return known[one.name, length]

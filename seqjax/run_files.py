@@ -30,14 +30,12 @@ def check(workdir: str, config: ml_collections.ConfigDict) -> None:
   Writes nothing.
   """
   check_writable(workdir)
-  path = os.path.abspath(workdir)
-  stored = read_json(os.path.join(path, "config.json"))
-  if stored is not None and stored != config_dict(config):
-    diff = sorted(_diff(stored, config_dict(config)))
+  stored, given = read_json(os.path.join(workdir, "config.json")), config_dict(config)
+  if stored is not None and stored != given:
     raise ConfigError(
         f"--workdir={workdir!r} holds a run of a different config (keys that "
-        f"differ: {', '.join(diff)}). Refusing to overwrite it; use a new "
-        "workdir, or the same config to resume.")
+        f"differ: {', '.join(sorted(_diff(stored, given)))}). Refusing to "
+        "overwrite it; use a new workdir, or the same config to resume.")
 
 
 def check_writable(workdir: str) -> None:
@@ -46,9 +44,7 @@ def check_writable(workdir: str) -> None:
   path = os.path.abspath(workdir)
   if os.path.exists(path) and not os.path.isdir(path):
     raise ConfigError(f"--workdir={workdir!r} exists and is not a directory.")
-  existing = path
-  while not os.path.exists(existing):
-    existing = os.path.dirname(existing)
+  existing = check_name_length(workdir)
   if not os.path.isdir(existing):
     raise ConfigError(f"--workdir={workdir!r} lies under {existing!r}, which is "
                       "not a directory.")
@@ -56,12 +52,11 @@ def check_writable(workdir: str) -> None:
     raise ConfigError(
         f"--workdir={workdir!r} is not writable ({existing!r} does not allow "
         "writing); choose a directory you can write to.")
-  check_name_length(workdir)
 
 
-def check_name_length(workdir: str) -> None:
+def check_name_length(workdir: str) -> str:
   """Refuses a component of `workdir` longer than the file system of its nearest
-  existing ancestor allows (NAME_MAX)."""
+  existing ancestor allows (NAME_MAX); returns that ancestor."""
   existing = os.path.abspath(workdir)
   while not os.path.exists(existing):
     existing = os.path.dirname(existing)
@@ -72,6 +67,7 @@ def check_name_length(workdir: str) -> None:
           f"--workdir={workdir!r}: the name {part[:40]!r}... is "
           f"{len(os.fsencode(part))} bytes; the file system allows at most "
           f"{limit} bytes per name.")
+  return existing
 
 
 def _diff(a: dict, b: dict, prefix: str = "") -> list[str]:

@@ -24,12 +24,12 @@ def _start_time(pid: int) -> str | None:
 def _alive(pid: int, start: str) -> bool:
   if os.path.exists("/proc/self/stat"):
     return _start_time(pid) == start
-  try:  # no /proc: the pid alone
+  try:  # no /proc: the pid alone (PermissionError: it exists, not ours)
     os.kill(pid, 0)
   except ProcessLookupError:
     return False
   except PermissionError:
-    return True
+    pass
   return True
 
 
@@ -69,12 +69,11 @@ class RunLock:
       try:
         fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
       except FileExistsError:
-        info = holder(self.workdir)
-        if info is None:
-          continue  # released in between
-        if info["live"] is not False:
+        info = holder(self.workdir)  # None: released in between
+        if info is not None and info["live"] is not False:
           return False
-        os.remove(self.path)
+        if info is not None:  # a stale lock
+          os.remove(self.path)
         continue
       pid = os.getpid()
       with os.fdopen(fd, "w") as f:

@@ -19,20 +19,11 @@ import jax.numpy as jnp
 import numpy as onp
 import optax
 
+from seqjax import experiment
 from seqjax import parallel
 from seqjax import precision
 from seqjax.errors import ConfigError
-from seqjax.experiment import DATA_SPLITS
-from seqjax.experiment import DROPOUT
 from seqjax.experiment import Experiment
-from seqjax.experiment import HYPER_KEYS
-from seqjax.experiment import hyperparameters
-from seqjax.experiment import make_optimizer
-from seqjax.experiment import model_inputs
-from seqjax.experiment import SPLITS
-from seqjax.experiment import state_shardings
-from seqjax.experiment import TRAIN
-from seqjax.experiment import TrainState
 from seqjax.tasks import base
 
 
@@ -49,20 +40,20 @@ def scoring(batch: dict) -> tuple[dict, dict]:
 
 def _step_fn(exp: Experiment):
   """`step(state, batch, hp, dropout_key) -> (state, metrics)` of one run, with
-  its hyperparameters `hp` (see `HYPER_KEYS`) as values or traced arrays."""
+  its hyperparameters `hp` (see `experiment.HYPER_KEYS`) as values or traced
+  arrays."""
   dtype = precision.DTYPES[exp.train.compute_dtype]
 
-  def step(state: TrainState, batch: dict, hp: dict, dropout_key):
-    tx, schedule = make_optimizer(exp.train, hp)
+  def step(state: experiment.TrainState, batch: dict, hp: dict, dropout_key):
+    tx, schedule = experiment.make_optimizer(exp.train, hp)
     rngs = {"dropout": jax.random.fold_in(dropout_key, state.step)}
-
     at, target = scoring(batch)
 
     def loss_fn(params):
       outputs = exp.model.apply(
           {"params": precision.cast_params(params, dtype)},
-          *model_inputs(precision.cast_inputs(batch, dtype)), train=True, rngs=rngs,
-          **at)
+          *experiment.model_inputs(precision.cast_inputs(batch, dtype)),
+          train=True, rngs=rngs, **at)
       return base.loss_fn(exp.task.loss, outputs, target), outputs
 
     (loss, outputs), grads = jax.value_and_grad(loss_fn, has_aux=True)(
@@ -74,15 +65,15 @@ def _step_fn(exp: Experiment):
                    param_norm=optax.tree.norm(params),
                    update_norm=optax.tree.norm(updates),
                    learning_rate=schedule(state.step))
-    return TrainState(state.step + 1, params, opt_state), metrics
+    return experiment.TrainState(state.step + 1, params, opt_state), metrics
   return step
 
 
 def make_train_step(exp: Experiment):
   """Returns `train_step(state, batch) -> (state, metrics)` of one run, jitted,
   donating state, its hyperparameters compiled in (tests, benchmarks)."""
-  step, hp, dropout_key = _step_fn(exp), hyperparameters(exp.train), exp.key(DROPOUT)
-  shardings = state_shardings(exp)
+  step, hp = _step_fn(exp), experiment.hyperparameters(exp.train)
+  dropout_key, shardings = exp.key(experiment.DROPOUT), experiment.state_shardings(exp)
   return jax.jit(lambda state, batch: step(state, batch, hp, dropout_key),
                  donate_argnums=0,
                  in_shardings=(shardings, parallel.batch_sharding(exp.mesh)),
@@ -107,7 +98,7 @@ def over_runs(fn):
 
 def group_shardings(exp: Experiment):
   """(state, batch) layouts of a group: each one-run layout behind the run axis."""
-  return (jax.tree_util.tree_map(parallel.stacked, state_shardings(exp)),
+  return (jax.tree_util.tree_map(parallel.stacked, experiment.state_shardings(exp)),
           parallel.stacked(parallel.batch_sharding(exp.mesh)))
 
 
@@ -147,28 +138,12 @@ def group_step_args(exp: Experiment, seeds: list[int]) -> tuple:
   n = len(seeds)
   stack = lambda x: jax.ShapeDtypeStruct((n,) + x.shape, x.dtype)
   state = jax.tree_util.tree_map(stack, exp.state_shapes)
-  batch = jax.eval_shape(lambda: exp.task.batch(exp.key(TRAIN, 0),
+  batch = jax.eval_shape(lambda: exp.task.batch(exp.key(experiment.TRAIN, 0),
                                                 exp.train.batch_size))
   flags = jax.ShapeDtypeStruct((n,), jnp.bool_)
-  hp = {k: jax.ShapeDtypeStruct((n,), jnp.float32) for k in HYPER_KEYS}
-  keys = jax.eval_shape(lambda: stream_keys(seeds, DROPOUT))
+  hp = {k: jax.ShapeDtypeStruct((n,), jnp.float32) for k in experiment.HYPER_KEYS}
+  keys = jax.eval_shape(lambda: stream_keys(seeds, experiment.DROPOUT))
   return (state, flags, jax.tree_util.tree_map(stack, batch), hp, keys, flags)
-
-
-def _eval_fn(exp: Experiment, task):
-  dtype = precision.DTYPES[exp.train.compute_dtype]
-
-  def eval_step(params, batch):
-    variables = {"params": precision.cast_params(params, dtype)}
-    inputs = model_inputs(precision.cast_inputs(batch, dtype))
-    at, target = scoring(batch)
-    metrics = task.metrics(exp.model.apply(variables, *inputs, **at), target)
-    if hasattr(task, "generation_metrics"):
-      tokens_BxT = exp.model.apply(variables, inputs[0], method="generate",
-                                   max_length=batch["targets"].shape[1])
-      metrics.update(task.generation_metrics(tokens_BxT, batch))
-    return metrics
-  return eval_step
 
 
 def make_eval_step(exp: Experiment, task=None):
@@ -179,18 +154,25 @@ def make_eval_step(exp: Experiment, task=None):
   model also decodes greedily, `model.generate(inputs, max_length=T)`, and those
   metrics join the teacher-forced ones.
   """
-  return jax.jit(over_runs(_eval_fn(exp, task or exp.task)),
-                 out_shardings=parallel.replicated(exp.mesh))
+  task, dtype = task or exp.task, precision.DTYPES[exp.train.compute_dtype]
+
+  def eval_step(params, batch):
+    variables = {"params": precision.cast_params(params, dtype)}
+    inputs = experiment.model_inputs(precision.cast_inputs(batch, dtype))
+    at, target = scoring(batch)
+    metrics = task.metrics(exp.model.apply(variables, *inputs, **at), target)
+    if hasattr(task, "generation_metrics"):
+      tokens_BxT = exp.model.apply(variables, inputs[0], method="generate",
+                                   max_length=batch["targets"].shape[1])
+      metrics.update(task.generation_metrics(tokens_BxT, batch))
+    return metrics
+  return jax.jit(over_runs(eval_step), out_shardings=parallel.replicated(exp.mesh))
 
 
 def stream_keys(seeds, *path: int) -> jax.Array:
   """The keys `Experiment.key(*path)` of runs with seeds `seeds` [N]: [N] keys."""
-  def one(seed):
-    key = jax.random.key(seed)
-    for p in path:
-      key = jax.random.fold_in(key, p)
-    return key
-  return jax.vmap(one)(jax.device_put(onp.asarray(seeds, onp.int32)))
+  return jax.vmap(lambda seed: experiment.stream_key(seed, *path))(
+      jax.device_put(onp.asarray(seeds, onp.int32)))
 
 
 def _sampler(exp: Experiment, stream: int, task):
@@ -201,10 +183,14 @@ def _sampler(exp: Experiment, stream: int, task):
   size = exp.train.batch_size
   if not hasattr(task, "sample"):
     return lambda root, i, data: task.batch(jax.random.fold_in(root, i), size), None
-  data = jax.device_put(task.data(DATA_SPLITS[stream]),
-                        parallel.replicated(exp.mesh))
   return (lambda root, i, data: task.sample(data, jax.random.fold_in(root, i), size),
-          data)
+          _data(exp, task, stream))
+
+
+def _data(exp: Experiment, task, stream: int):
+  """A dataset task's arrays of the split of `stream`, on every device."""
+  return jax.device_put(task.data(experiment.DATA_SPLITS[stream]),
+                        parallel.replicated(exp.mesh))
 
 
 def make_batch_fn(exp: Experiment, stream: int, task=None):
@@ -238,8 +224,8 @@ def eval_splits(exp: Experiment, stream: str) -> list[Split]:
   """Evaluation splits of `stream` ("eval" or "test"): the stream itself, then
   `<stream>_<name>` for each extra evaluation set of the task (`eval_sets`)."""
   sets = getattr(exp.task, "eval_sets", {})
-  return ([Split(stream, SPLITS[stream], "", exp.task)] +
-          [Split(f"{stream}_{name}", SPLITS[stream], name, task)
+  return ([Split(stream, experiment.SPLITS[stream], "", exp.task)] +
+          [Split(f"{stream}_{name}", experiment.SPLITS[stream], name, task)
            for name, task in sets.items()])
 
 
@@ -276,28 +262,36 @@ def split_batches(exp: Experiment, split: Split, seeds: list[int], exact: bool,
 
   `exact` (a dataset task with `examples`): one pass over its split in order,
   every example once (the first `num_batches` batches if given), the same
-  batches for every run. Otherwise `num_batches` (default `train.eval_batches`)
-  fixed batches of each run's stream (`batch_fn`, or one made here).
+  batches for every run; the last batch is filled up with copies of an example
+  whose weight in `mask` is 0, and `evaluate_runs` weighs each batch by its
+  real examples, so the means are exact for a classifier's per-example metrics.
+  Otherwise `num_batches` (default `train.eval_batches`) fixed batches of each
+  run's stream (`batch_fn`, or one made here).
   """
-  if exact:
-    return exact_batches(exp, split.stream, split.task, num_batches, len(seeds))
-  batch_fn = batch_fn or make_group_batch_fn(exp, seeds, split.stream, split.task)
-  return ((batch_fn(i), exp.train.batch_size)
-          for i in range(num_batches or exp.train.eval_batches))
+  size = exp.train.batch_size
+  if not exact:
+    batch_fn = batch_fn or make_group_batch_fn(exp, seeds, split.stream, split.task)
+    return ((batch_fn(i), size) for i in range(num_batches or exp.train.eval_batches))
+  data, task = _data(exp, split.task, split.stream), split.task
+  n = int(data["labels"].shape[0])
+
+  def fetch(start, data):
+    index_B = start + jnp.arange(size)
+    batch = task.examples(data, jnp.minimum(index_B, n - 1))
+    batch = dict(batch, mask=batch["mask"] * (index_B < n)[:, None])
+    return jax.tree_util.tree_map(
+        lambda x: jnp.broadcast_to(x, (len(seeds),) + x.shape), batch)
+
+  fetch = jax.jit(fetch, out_shardings=group_shardings(exp)[1])
+  return ((fetch(start, data), min(size, n - start))
+          for start in range(0, n, size)[:num_batches])
 
 
 def evaluate_split(exp: Experiment, params, split: Split | str = "eval",
                    num_batches: int | None = None) -> tuple[dict[str, float], int]:
   """(mean metrics, number of examples evaluated) of one run's `params` on a
-  held-out split (a `Split`, or its name).
-
-  A generated task: `num_batches` (default `train.eval_batches`) fixed batches.
-  A dataset task: one pass over its split in order, every example once (the
-  first `num_batches` batches if given); the last batch is filled up by
-  repeating an example whose weight in `mask` is 0, and each batch's metrics
-  weigh by its real examples, so the means are exact for the per-example
-  metrics of a classifier.
-  """
+  held-out split (a `Split`, or its name): `split_batches`, exact for a dataset
+  task with `examples`."""
   if isinstance(split, str):
     split = find_split(exp, split)
   params_N = jax.tree_util.tree_map(lambda x: jnp.expand_dims(x, 0), params)
@@ -306,27 +300,6 @@ def evaluate_split(exp: Experiment, params, split: Split | str = "eval",
   per_run, examples = evaluate_runs(make_eval_step(exp, split.task), params_N,
                                     batches)
   return per_run[0], examples
-
-
-def exact_batches(exp: Experiment, stream: int, task, num_batches: int | None,
-                  runs: int = 1):
-  """(batch [runs, B, ...], real examples) over the split of `stream` in order,
-  every example once, the same for every run; the last batch is filled up with
-  masked copies of the last example."""
-  data = jax.device_put(task.data(DATA_SPLITS[stream]),
-                        parallel.replicated(exp.mesh))
-  n, size = int(data["labels"].shape[0]), exp.train.batch_size
-
-  def fetch(start, data):
-    index_B = start + jnp.arange(size)
-    batch = task.examples(data, jnp.minimum(index_B, n - 1))
-    batch = dict(batch, mask=batch["mask"] * (index_B < n)[:, None])
-    return jax.tree_util.tree_map(
-        lambda x: jnp.broadcast_to(x, (runs,) + x.shape), batch)
-
-  fetch = jax.jit(fetch, out_shardings=group_shardings(exp)[1])
-  starts = range(0, n, size)[:num_batches]
-  return ((fetch(start, data), min(size, n - start)) for start in starts)
 
 
 def peak_memory_mb() -> float:
@@ -371,13 +344,9 @@ def check_fits(compiled, exp: Experiment, runs: int = 1) -> None:
         f"The train step needs {need / 2**30:.3g} GiB of device memory and the "
         f"device has {have / 2**30:.3g} GiB: train.batch_size="
         f"{exp.train.batch_size}, sequence length {io.length}, model "
-        f"{exp.config.model.name} with {num_params(abstract_params(exp)):,} "
+        f"{exp.config.model.name} with {num_params(exp.state_shapes.params):,} "
         f"parameters{f', {runs} runs in a group' if runs > 1 else ''}. Reduce "
         "the batch, the length or the model.")
-
-
-def abstract_params(exp: Experiment):
-  return exp.state_shapes.params
 
 
 def num_params(params) -> int:

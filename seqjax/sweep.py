@@ -85,7 +85,7 @@ def values(key: str, vals) -> list[dict]:
 
 def product(*lists: list[dict]) -> list[dict]:
   """Every combination, the first list varying slowest."""
-  return [dict(itertools.chain.from_iterable(d.items() for d in combo))
+  return [{k: v for d in combo for k, v in d.items()}
           for combo in itertools.product(*lists)]
 
 
@@ -93,8 +93,7 @@ def zipped(*lists: list[dict]) -> list[dict]:
   if len({len(x) for x in lists}) > 1:
     raise ConfigError(f"sweep.zipped needs lists of one length, got "
                       f"{[len(x) for x in lists]}.")
-  return [dict(itertools.chain.from_iterable(d.items() for d in group))
-          for group in zip(*lists)]
+  return [{k: v for d in group for k, v in d.items()} for group in zip(*lists)]
 
 
 def chain(*lists: list[dict]) -> list[dict]:
@@ -107,12 +106,9 @@ def trial_name(overrides: dict) -> str:
   A name longer than MAX_NAME_BYTES keeps a readable prefix and ends with a hash
   of the whole name, so every trial still has its own directory.
   """
-  parts = []
-  for key, value in overrides.items():
-    key = key[len("arg."):] if key.startswith("arg.") else key
-    parts.append(f"{key}={value!r}" if isinstance(value, str) and not value
-                 else f"{key}={value}")
-  name = re.sub(r"[^A-Za-z0-9._=,+-]", "_", ",".join(parts))
+  name = ",".join(f"{k.removeprefix('arg.')}={repr(v) if v == '' else v}"
+                  for k, v in overrides.items())  # an empty string as ''
+  name = re.sub(r"[^A-Za-z0-9._=,+-]", "_", name)
   if len(name) <= MAX_NAME_BYTES:
     return name
   digest = hashlib.sha256(name.encode()).hexdigest()[:12]
@@ -124,22 +120,20 @@ def trial_config(module, arg: str | None, overrides: dict
   """The config of one trial: `get_config` with the `arg.*` overrides merged into
   its argument, then the dotted overrides applied to known keys only."""
   args = configs.split_arg(arg)
-  args.update({k[len("arg."):]: str(v) for k, v in overrides.items()
+  args.update({k.removeprefix("arg."): str(v) for k, v in overrides.items()
                if k.startswith("arg.")})
   config = configs.get_config(module, ",".join(f"{k}={v}" for k, v in args.items()))
   for key, value in overrides.items():
     if key.startswith("arg."):
       continue
-    *parents, leaf = key.split(".")
-    node = config
-    for part in parents:
-      if part not in node:
-        raise ConfigError(f"Sweep override {key!r}: the config has no section "
-                          f"{part!r}.")
-      node = node[part]
+    parent, _, leaf = key.rpartition(".")
+    node = configs.subsection(config, parent)
+    if node is None:
+      raise ConfigError(f"Sweep override {key!r}: the config has no section "
+                        f"{parent!r}.")
     if leaf not in node:
       raise ConfigError(f"Sweep override {key!r} names no config key; keys under "
-                        f"{'.'.join(parents)}: {', '.join(sorted(node.keys()))}.")
+                        f"{parent}: {', '.join(sorted(node.keys()))}.")
     try:
       node[leaf] = value
     except TypeError:  # ConfigDict keeps each field's type
@@ -218,26 +212,6 @@ def make_groups(trials: list[Trial], size: int) -> list[list[Trial]]:
   return [g[i:i + size] for g in order for i in range(0, len(g), size)]
 
 
-def _slots(jobs: int) -> list[dict]:
-  """What each of `jobs` concurrent groups gets: a disjoint set of CPU cores
-  (sched_setaffinity), and a disjoint slice of CUDA_VISIBLE_DEVICES if set."""
-  cores = sorted(os.sched_getaffinity(0))
-  gpus = [g for g in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if g]
-  slots = []
-  for i in range(jobs):
-    slot = {"cores": cores[i * len(cores) // jobs:(i + 1) * len(cores) // jobs]
-            or cores}
-    if gpus:
-      slot["gpus"] = gpus[i * len(gpus) // jobs:(i + 1) * len(gpus) // jobs] or gpus
-    slots.append(slot)
-  return slots
-
-
-def group_log(workdir: str, names: list[str]) -> str:
-  digest = hashlib.sha1("\n".join(names).encode()).hexdigest()[:10]
-  return os.path.join(workdir, "groups", f"{digest}.log")
-
-
 def write_trial(trial_dir: str, overrides: dict, axis: str | None = None,
                 log: str | None = None) -> None:
   """DIR/<trial>/trial.json, written before the trial trains: what the report
@@ -271,9 +245,15 @@ class Runner:
     self.counts = dict(done=0, running=0, failed=0, interrupted=0, held=0)
     self.held, self.failed = {}, {}  # trial name: its holder, its group's log
     self.guard = threading.Lock()
-    self.free = queue.Queue()  # the slots of groups not running
-    for slot in _slots(jobs):
-      self.free.put(slot)
+    # The slots of groups not running: disjoint sets of CPU cores
+    # (sched_setaffinity), and of CUDA_VISIBLE_DEVICES if set.
+    self.free = queue.Queue()
+    cores = sorted(os.sched_getaffinity(0))
+    gpus = [g for g in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if g]
+    part = lambda xs, i: xs[i * len(xs) // jobs:(i + 1) * len(xs) // jobs] or xs
+    for i in range(jobs):
+      self.free.put(dict(cores=part(cores, i),
+                         **({"gpus": part(gpus, i)} if gpus else {})))
     self.children = set()
     self.stopping = False
     self.started, self.durations, self.total = time.time(), [], 0
@@ -337,18 +317,7 @@ class Runner:
                           else signal.SIGINT)
 
   def group(self, members: list[Trial]) -> None:
-    todo = []
-    for t in members:
-      status, summary = outcome(os.path.join(self.workdir, t.name))
-      if status in run_files.FINAL:
-        self._count("done")
-        with self.guard:
-          self.finished.discard(t.name)
-      elif status == "held":
-        self.held[t.name] = summary["holder"]
-        self._count("held")
-      else:
-        todo.append(t)
+    todo = [t for t in members if not self._settled(t)]
     if not todo or self.stopping:
       return
     with self.guard:
@@ -364,36 +333,41 @@ class Runner:
     if log is None:  # the sweep was stopped before this group started
       return
     for t in todo:  # the group has ended: its trials' directories say how
-      status, summary = outcome(os.path.join(self.workdir, t.name))
-      if status == "held":  # another process took it before this group could
-        self.held[t.name] = summary["holder"]
-      if status == "failed":
-        self.failed[t.name] = log
-      self._count("done" if status in run_files.FINAL else status)
+      self._settled(t, log)
     self.durations.append((time.time() - t0) / len(todo))
     self.show()
 
-  def _count(self, key: str) -> None:
+  def _settled(self, t: Trial, log: str | None = None) -> bool:
+    """Counts trial `t` by its directory (`outcome`) and says True, unless it
+    is still to train: before its group ran (no `log`), neither finished nor
+    held by another process (which may also take it before its group can)."""
+    status, summary = outcome(os.path.join(self.workdir, t.name))
+    if log is None and status not in run_files.FINAL + ("held",):
+      return False
     with self.guard:
-      self.counts[key] += 1
+      if status == "held":
+        self.held[t.name] = summary["holder"]
+      elif status == "failed":
+        self.failed[t.name] = log
+      self.finished.discard(t.name)
+      self.counts["done" if status in run_files.FINAL else status] += 1
+    return True
 
   def _run(self, members: list[Trial], slot: dict) -> str | None:
     """Trains `members` in a child process; returns its log's path (None if
     the sweep was stopped before it started)."""
-    env = dict(os.environ)
-    if "gpus" in slot:
-      env["CUDA_VISIBLE_DEVICES"] = ",".join(slot["gpus"])
+    env = {**KEEP_FREED_MEMORY, "JAX_COMPILATION_CACHE_DIR": os.path.join(
+        os.path.abspath(self.workdir), ".jax_cache"), **os.environ}  # the user's win
     env["XLA_FLAGS"] = " ".join(filter(None, [env.get("XLA_FLAGS", ""),
                                               SINGLE_THREADED_EIGEN]))
-    env.setdefault("JAX_COMPILATION_CACHE_DIR",
-                   os.path.join(os.path.abspath(self.workdir), ".jax_cache"))
-    for key, value in KEEP_FREED_MEMORY.items():  # a user's own setting wins
-      env.setdefault(key, value)
+    if "gpus" in slot:
+      env["CUDA_VISIBLE_DEVICES"] = ",".join(slot["gpus"])
     names = [t.name for t in members]
     dirs = [os.path.join(self.workdir, n) for n in names]
     job = json.dumps(dict(cores=slot["cores"], parent=os.getpid(), workdirs=dirs,
                           configs=[run_files.config_dict(t.config) for t in members]))
-    log_path = group_log(self.workdir, names)
+    digest = hashlib.sha1("\n".join(names).encode()).hexdigest()[:10]
+    log_path = os.path.join(self.workdir, "groups", f"{digest}.log")
     os.makedirs(os.path.dirname(log_path), exist_ok=True)
     with open(log_path, "a") as log:
       log.write(f"# {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())} trials: "
@@ -421,29 +395,21 @@ class Runner:
 def run(path: str, arg: str | None, workdir: str, jobs: int = 1,
         shard_spec: str | None = None, group_size: int | None = None,
         out=sys.stdout, overrides: dict | None = None) -> dict:
-  """Runs this shard's groups, `jobs` at a time; returns the counts by status
-  (`done`, `failed`, `interrupted`, `held`: held by another live process).
-  `overrides` (from `--config.KEY=VALUE`) apply to every trial (`expand`)."""
+  """Trains this shard's groups, `jobs` at a time; finished trials are not
+  trained again. Returns the counts by status (`done`, `failed`, `interrupted`,
+  `held`: held by another live process). `overrides` (from
+  `--config.KEY=VALUE`) apply to every trial (`expand`)."""
   configs.check_positive("--jobs", jobs=jobs)
   run_files.check_writable(workdir)
-  return run_trials(expand(path, arg, overrides), workdir, jobs=jobs,
-                    shard_spec=shard_spec, group_size=group_size, out=out,
-                    axis=getattr(configs.load_module(path), "SWEEP_AXIS", None))
-
-
-def run_trials(trials: list[Trial], workdir: str, *, jobs: int = 1,
-               shard_spec: str | None = None, group_size: int | None = None,
-               out=sys.stdout, axis: str | None = None) -> dict:
-  """Trains `trials` (built by `expand`, or by `trial` for a search that decides
-  its trials as it goes) in groups, `jobs` at a time; finished trials are not
-  trained again. Returns the counts by status, as `run`."""
+  trials = expand(path, arg, overrides)
   if group_size is None:
     group_size = default_group_size()
     print(f"[sweep] groups of up to {group_size} trials (the default "
           f"{'with an accelerator' if group_size > 8 else 'on a CPU'}; "
           "--group_size=N to change)", file=out, flush=True)
   groups = shard(make_groups(trials, group_size), shard_spec)
-  runner = Runner(workdir, jobs, out, axis)
+  runner = Runner(workdir, jobs, out, getattr(configs.load_module(path),
+                                             "SWEEP_AXIS", None))
   with runner.stopped_by_signals():
     runner.run(groups)
   runner.show()

@@ -13,6 +13,7 @@ import json
 import math
 import os
 import signal
+import sys
 import threading
 import time
 
@@ -78,10 +79,17 @@ def train_trials(configs_: list, workdirs: list[str], progress: bool = False
         logging.warning("%s holds a finished run (%s at step %s); nothing to do.",
                         workdir, out[n]["status"], out[n].get("step"))
         continue
-      lock = run_lock.RunLock(workdir)
-      created += _missing_dirs(workdir) if writer else []
+      lock, path = run_lock.RunLock(workdir), os.path.abspath(workdir)
+      while writer and not os.path.exists(path):  # made by acquire
+        created.append(path)
+        path = os.path.dirname(path)
       if writer and not lock.acquire():
-        out[n] = _held(workdir)
+        info = run_lock.holder(workdir)
+        message = (f"--workdir={workdir!r} is being trained by "
+                   f"{run_lock.describe(info) if info else 'another process'}; "
+                   "wait for it to finish or stop it, then rerun.")
+        logging.warning("%s", message)
+        out[n] = dict(status="held", error=message, holder=info)
         continue
       locks.append(lock)
       todo.append(n)
@@ -101,25 +109,6 @@ def train_trials(configs_: list, workdirs: list[str], progress: bool = False
       with contextlib.suppress(OSError):
         os.rmdir(path)
   return out
-
-
-def _missing_dirs(workdir: str) -> list[str]:
-  """`workdir` and those of its parents that do not exist yet, deepest first."""
-  missing, path = [], os.path.abspath(workdir)
-  while not os.path.exists(path):
-    missing.append(path)
-    path = os.path.dirname(path)
-  return missing
-
-
-def _held(workdir: str) -> dict:
-  """The summary of a run whose workdir another live process holds."""
-  info = run_lock.holder(workdir)
-  message = (f"--workdir={workdir!r} is being trained by "
-             f"{run_lock.describe(info) if info else 'another process'}; wait "
-             "for it to finish or stop it, then rerun.")
-  logging.warning("%s", message)
-  return dict(status="held", error=message, holder=info)
 
 
 def program_key(config: ml_collections.ConfigDict) -> str:
@@ -160,10 +149,7 @@ class _Trial:
     self.step, self.saved, self.status = self.start, self.start, "running"
     self.notes = {}  # diverged_at, interrupted_by, stopped, error, the test splits
     self.result = None
-    before = previous or {}
-    self.train_steps = before.get("train_steps", 0)
-    self.train_time_s = before.get("train_time_s", 0.0)
-    self.wall_before = before.get("wall_time_s", 0.0) or 0.0
+    self.before = previous or {}  # the summary of the launches before this one
 
   def complete(self, step: int, tests: dict, n: int) -> None:
     """Records the test splits (run n's of `tests`) at `step`: completed."""
@@ -172,7 +158,7 @@ class _Trial:
       self.log.write(step, split, per_run[n])
     self.status = "completed"
 
-  def write_summary(self, group: "_Group") -> dict:
+  def write_summary(self, group: "_Group") -> None:
     """DIR/summary.json: the status and what the log and this launch measured.
 
     Times accumulate over launches: `wall_time_s` is the sum of every launch's,
@@ -182,19 +168,20 @@ class _Trial:
     trained = self.step - self.start
     share = (group.loop_time * trained / group.loop_steps
              if group.loop_steps else 0.0)
-    steps, seconds = self.train_steps + trained, self.train_time_s + share
+    steps = self.before.get("train_steps", 0) + trained
+    seconds = self.before.get("train_time_s", 0.0) + share
     summary = dict(
         status=self.status, step=self.step, **base.describe(self.exp.task),
         num_params=group.num_params, group_size=len(group.trials),
         train_steps=steps, train_time_s=seconds,
         steps_per_s=steps / seconds if seconds > 0 else None,
-        wall_time_s=self.wall_before + time.time() - group.launch_start,
+        wall_time_s=(self.before.get("wall_time_s") or 0.0) + time.time()
+        - group.launch_start,
         peak_memory_mb=stepping.peak_memory_mb(), **group.extra, **self.notes)
     summary.update(final_and_best(self.log.records, self.exp.task))
     if self.writer:
       run_files.write_json(os.path.join(self.workdir, "summary.json"), summary)
     self.result = summary
-    return summary
 
   def close(self) -> None:
     self.mngr.wait_until_finished()
@@ -225,15 +212,13 @@ class _Group:
     exp = exps[0]
     self.exp, self.tc, self.stop = exp, exp.train, stop
     self.launch_start = time.time()
-    self.writer = parallel.is_writer()
     self.seeds = [e.train.seed for e in exps]
-    t0 = time.time()
     self.compiled = stepping.make_group_step(exp).lower(
         *stepping.group_step_args(exp, self.seeds)).compile()
     self.extra = dict(step_temp_mb=stepping.compiled_temp_mb(self.compiled),
-                      compile_s=time.time() - t0)
+                      compile_s=time.time() - self.launch_start)
     stepping.check_fits(self.compiled, exp, len(exps))
-    self.num_params = stepping.num_params(stepping.abstract_params(exp))
+    self.num_params = stepping.num_params(exp.state_shapes.params)
     self.trials = []
     abstract = experiment.abstract_state(exp)
     try:
@@ -259,10 +244,9 @@ class _Group:
                   if self.tc.stop_when_solved else None)
     self.train_batch = stepping.make_group_batch_fn(exp, self.seeds,
                                                     experiment.TRAIN)
-    self.valid = [(s, stepping.make_eval_step(exp, s.task),
-                   stepping.make_group_batch_fn(exp, self.seeds, s.stream, s.task))
-                  for s in stepping.eval_splits(exp, "eval")]
-    self.test_batch_fns = {}  # made at the first test evaluation
+    self.eval_steps = {s.eval_set: stepping.make_eval_step(exp, s.task)
+                       for s in stepping.eval_splits(exp, "eval")}
+    self.batch_fns = {}  # {split: its batches}, made at its first evaluation
     self.pending = None  # (step, metrics) of the last step, fetched after the next
     self.tick = self.t0 = time.time()
     self.tick_step = min(t.start for t in self.trials)
@@ -332,7 +316,7 @@ class _Group:
         self.checkpoint(t.step)
         t.status, t.notes["interrupted_by"] = "interrupted", name
     elif self.running():
-      tests = self.test()
+      tests = self.evaluate("test")
       for n, t in enumerate(self.trials):
         if t.status == "running":
           t.complete(tc.steps, tests, n)
@@ -355,7 +339,7 @@ class _Group:
     """`train.profile_steps` > 0: a `jax.profiler` trace of that many steps
     right after the first one, into DIR/profile/ of the group's first run."""
     count = self.tc.profile_steps
-    if not (count and self.writer):
+    if not (count and self.trials[0].writer):
       return
     if done == 0 and not self.profiling and metrics is not None:
       jax.block_until_ready(metrics)
@@ -394,10 +378,7 @@ class _Group:
   def evaluate_and_log(self, step: int) -> dict:
     """{split: [metrics of each run]} of the validation splits, logged for the
     runs that train at `step` (not those waiting for their resume step)."""
-    results = {split.name: stepping.evaluate_runs(
-        eval_step, self.state.params, stepping.split_batches(
-            self.exp, split, self.seeds, False, batch_fn=batch_fn))[0]
-               for split, eval_step, batch_fn in self.valid}
+    results = self.evaluate("eval")
     for n, t in enumerate(self.trials):
       if t.status == "running" and (t.start < step or t.start == step == 0):
         for split, per_run in results.items():
@@ -423,7 +404,7 @@ class _Group:
               and scores.reaches(valid[n].get(task.metric), self.level, task.mode)]
     if not solved:
       return
-    tests = self.test()
+    tests = self.evaluate("test")
     for n in solved:
       t = self.trials[n]
       t.notes["stopped"] = dict(step=step, why="solved", metric=task.metric,
@@ -431,21 +412,20 @@ class _Group:
       t.complete(step, tests, n)
       logging.info("%s is solved at step %d: it stops.", t.workdir, step)
 
-  def test(self) -> dict:
-    """{test split: [metrics of each run]}: a dataset task's whole split, each
-    example once, else `train.eval_batches` batches of each run's test stream;
-    with the validation splits' compiled steps."""
-    steps = {split.eval_set: eval_step for split, eval_step, _ in self.valid}
+  def evaluate(self, stream: str) -> dict:
+    """{split: [metrics of each run]} of the splits of `stream` ("eval" or
+    "test"): `train.eval_batches` batches of each run's stream, or for the test
+    splits of a dataset task the whole split, each example once."""
     out = {}
-    for split in stepping.eval_splits(self.exp, "test"):
-      exact = hasattr(split.task, "examples")
-      if not exact and split.name not in self.test_batch_fns:
-        self.test_batch_fns[split.name] = stepping.make_group_batch_fn(
+    for split in stepping.eval_splits(self.exp, stream):
+      exact = stream == "test" and hasattr(split.task, "examples")
+      if not exact and split.name not in self.batch_fns:
+        self.batch_fns[split.name] = stepping.make_group_batch_fn(
             self.exp, self.seeds, split.stream, split.task)
       batches = stepping.split_batches(self.exp, split, self.seeds, exact,
-                              batch_fn=self.test_batch_fns.get(split.name))
+                                       batch_fn=self.batch_fns.get(split.name))
       out[split.name] = stepping.evaluate_runs(
-          steps[split.eval_set], self.state.params, batches)[0]
+          self.eval_steps[split.eval_set], self.state.params, batches)[0]
     return out
 
   def checkpoint(self, step: int, results: dict | None = None) -> None:
@@ -471,12 +451,9 @@ def _stop_on_signals():
   boundary (it checkpoints and records `interrupted`). A second Ctrl-C acts as
   usual; further SIGTERMs are ignored, so the checkpoint is always written (a
   sweep's group gets one parent-death SIGTERM per exiting thread of its runner).
-  `stop["signal"]` is the number of the first signal received, if any."""
+  `stop["signal"]` is the number of the first signal received, if any. Only
+  the main thread takes signals; elsewhere this installs nothing."""
   stop = {"signal": None}
-  if threading.current_thread() is not threading.main_thread():
-    yield stop
-    return
-  old = {}
 
   def handler(signum, frame):
     del frame
@@ -486,8 +463,8 @@ def _stop_on_signals():
                       signal.Signals(signum).name)
     if signum == signal.SIGINT:
       signal.signal(signum, old[signum])
-  for signum in (signal.SIGTERM, signal.SIGINT):
-    old[signum] = signal.signal(signum, handler)
+  old = ({s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
+         if threading.current_thread() is threading.main_thread() else {})
   try:
     yield stop
   finally:
@@ -497,7 +474,10 @@ def _stop_on_signals():
 
 def exit_status(summary: dict) -> int:
   """launch.py's exit status for a run: 0 completed, 130 interrupted (rerun
-  to resume), 1 otherwise."""
+  to resume: said on stderr), 1 otherwise."""
+  if summary["status"] == "interrupted":
+    print(f"interrupted by {summary['interrupted_by']} at step {summary['step']}; "
+          "rerun the same command to resume.", file=sys.stderr)
   return {"completed": 0, "interrupted": 130}.get(summary["status"], 1)
 
 
