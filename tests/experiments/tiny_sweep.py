@@ -24,7 +24,9 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
                       checkpoint_every=3)
   config.mesh = parallel.mesh_defaults()
   if args.grid == "seeds":  # long enough to be killed while it trains
-    config.train.update(steps=400, checkpoint_every=20, eval_every=100,
+    # A checkpoint every 40 steps, not 20: each costs its 4 trials about 0.4 s
+    # (this sweep: 17-19 s with 20, 11.7 s with 40, 10.2 s with 100).
+    config.train.update(steps=400, checkpoint_every=40, eval_every=100,
                         log_every=50)
   if args.fail:  # a trial that crashes: a schedule the optimizer rejects
     config.train.schedule = "bogus"
