@@ -24,12 +24,12 @@ def _start_time(pid: int) -> str | None:
 def _alive(pid: int, start: str) -> bool:
   if os.path.exists("/proc/self/stat"):
     return _start_time(pid) == start
-  try:  # no /proc: the pid alone (PermissionError: it exists, not ours)
+  try:  # no /proc: the pid alone
     os.kill(pid, 0)
   except ProcessLookupError:
     return False
   except PermissionError:
-    pass
+    return True
   return True
 
 
@@ -69,11 +69,12 @@ class RunLock:
       try:
         fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
       except FileExistsError:
-        info = holder(self.workdir)  # None: released in between
-        if info is not None and info["live"] is not False:
+        info = holder(self.workdir)
+        if info is None:
+          continue  # released in between
+        if info["live"] is not False:
           return False
-        if info is not None:  # a stale lock
-          os.remove(self.path)
+        os.remove(self.path)
         continue
       pid = os.getpid()
       with os.fdopen(fd, "w") as f:
