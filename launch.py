@@ -32,20 +32,16 @@ def _print(result, text: str | None = None) -> int:
 
 
 def run_train(workdir: str) -> int:
-  if _CONFIG.value is None:
-    return print(usage()) or 2
   summary = train.train_and_evaluate(_CONFIG.value, workdir)
   return _print(summary) or train.exit_status(summary)
 
 
 def run_sweep(workdir: str) -> int:
-  spec = configs.config_flag(sys.argv)
-  if spec is None:
-    raise ConfigError("--mode=sweep needs --config=experiments/NAME.py[:ARGS].")
-  search = hasattr(configs.load_module(spec[0]), "get_search")  # a horizon
+  path, _, arg = config_flags.get_config_filename(FLAGS["config"]).partition(":")
+  search = hasattr(configs.load_module(path), "get_search")  # a horizon
   counts = (horizon.run if search else sweep.run)(
-      *spec, workdir, FLAGS.jobs, FLAGS.sweep_shard, FLAGS.group_size,
-      overrides=configs.overrides_from_argv(sys.argv, _CONFIG.value))
+      path, arg or None, workdir, FLAGS.jobs, FLAGS.sweep_shard, FLAGS.group_size,
+      overrides=config_flags.get_override_values(FLAGS["config"]))
   if not search:
     report.write(workdir)
   return sweep.exit_status(counts)
@@ -61,8 +57,7 @@ MODES = {
         w, FLAGS.prompt, FLAGS.num_samples, FLAGS.temperature, FLAGS.top_k,
         FLAGS.seed, FLAGS.step)),
     "diagnose": lambda w: _print(diagnostics.run(w), f"wrote the report under {w}")}
-# Mode-specific flags (define, name, default, help, the modes that use it): any
-# other mode refuses them.
+# (define, name, default, help, the modes that use it): other modes refuse it.
 MODE_FLAGS = (
     (flags.DEFINE_integer, "jobs", 1, "groups at once", "sweep"),
     (flags.DEFINE_string, "sweep_shard", None, "I/N, the I-th of N slices", "sweep"),
@@ -84,10 +79,9 @@ FLAGS = flags.FLAGS
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment file[:ARGS].")
 flags.DEFINE_string("workdir", None, "Run (or sweep) directory.")
 flags.DEFINE_enum("mode", "train", list(MODES), "What to do in --workdir.")
-for name, define in (("coordinator_address", flags.DEFINE_string),
-                     ("num_processes", flags.DEFINE_integer),
-                     ("process_id", flags.DEFINE_integer)):
-  define(name, None, "Multi-host (jax.distributed.initialize).")
+flags.DEFINE_string("coordinator_address", None, "Multi-host: jax.distributed's.")
+flags.DEFINE_integer("num_processes", None, "Multi-host: how many processes.")
+flags.DEFINE_integer("process_id", None, "Multi-host: this process's index.")
 
 
 def usage() -> str:
@@ -110,6 +104,9 @@ def main(argv) -> int:
                         f"--mode={' and --mode='.join(modes)}. Drop it.")
   if not FLAGS.workdir:
     raise ConfigError("--workdir is required.")
+  if FLAGS.mode in ("train", "sweep") and _CONFIG.value is None:
+    raise ConfigError(f"--mode={FLAGS.mode} needs --config=experiments/NAME.py"
+                      "[:ARGS]; `python launch.py` lists the experiments.")
   run_files.check_name_length(FLAGS.workdir)
   return MODES[FLAGS.mode](FLAGS.workdir)
 
@@ -117,8 +114,7 @@ def main(argv) -> int:
 if __name__ == "__main__":
   if len(sys.argv) == 1:
     sys.exit(print(usage()) or 2)
-  try:  # a bad --config (a file that does not load, a key it lacks, a value of
-    # the wrong type), a bad flag or any ConfigError: one paragraph and exit 2.
+  try:  # a bad --config or flag, any ConfigError: one paragraph and exit 2
     app.run(main, flags_parser=lambda argv: configs.check_command_line(argv)
             or FLAGS(argv))
   except (ConfigError, flags.Error) as e:

@@ -98,60 +98,36 @@ def _failure(path: str, doing: str, e: Exception) -> ConfigError:
       f"{frame.filename}, line {frame.lineno}, in {frame.name}).")
 
 
-def config_flag(argv: list[str]) -> tuple[str, str | None] | None:
-  """(path, arg) of the `--config=PATH[:ARG]` flag in `argv` (arg None when
-  empty or absent); None without the flag."""
+def check_command_line(argv: list[str]) -> None:
+  """Loads the `--config=PATH[:ARG]` file of `argv` (`load_module`, `get_config`:
+  every failure a ConfigError naming the file) and refuses a `--config.KEY=VALUE`
+  whose KEY the config lacks (`find_key`): one ConfigError before the flag
+  parser runs the file again."""
   spec = next((a[len("--config="):] for a in argv if a.startswith("--config=")),
               None)
   if spec is None:
-    return None
-  path, _, arg = spec.partition(":")
-  return path, arg or None
-
-
-def check_command_line(argv: list[str]) -> None:
-  """Loads the `--config` file of `argv` (`load_module`, `get_config`: every
-  failure a ConfigError naming the file) and refuses a `--config.KEY=VALUE`
-  whose KEY the config lacks, naming the keys allowed there: one ConfigError
-  before the flag parser runs the file again."""
-  spec = config_flag(argv)
-  if spec is None:
     return
-  config = get_config(load_module(spec[0]), spec[1])
+  path, _, arg = spec.partition(":")
+  config = get_config(load_module(path), arg or None)
   for item in argv:
     if item.startswith("--config."):
       key = item[len("--config."):].split("=", 1)[0]
-      parent, _, leaf = key.rpartition(".")
-      node = subsection(config, parent)
-      if node is None or leaf not in node:
-        raise ConfigError(
-            f"unknown config key {key!r} in --config.{key}; keys allowed under "
-            f"config{'.' + parent if parent else ''}: "
-            f"{', '.join(sorted(node.keys())) if node is not None else '(see the config file)'}.")
+      find_key(config, key, f"--config.{key}")
 
 
-def subsection(config: ml_collections.ConfigDict, path: str):
-  """The section `path` ("model", "" for the top) of `config`, or None."""
+def find_key(config: ml_collections.ConfigDict, key: str, what: str) -> tuple:
+  """(section, leaf) of the dotted `key` ("model.width") in `config`; a
+  ConfigError saying that `what` names no config key, and the keys allowed."""
+  parent, _, leaf = key.rpartition(".")
   node = config
-  for part in filter(None, path.split(".")):
-    if not isinstance(node, ml_collections.ConfigDict) or part not in node:
-      return None
-    node = node[part]
-  return node if isinstance(node, ml_collections.ConfigDict) else None
-
-
-def overrides_from_argv(argv: list[str], config: ml_collections.ConfigDict
-                        ) -> dict:
-  """{"model.width": 16} for each `--config.model.width=...` of `argv`, with the
-  value the flag parser gave it in `config` (typed like the config's value;
-  the parser has already refused unknown keys)."""
-  out = {}
-  for item in argv:
-    if item.startswith("--config.") and "=" in item:
-      key = item[len("--config."):].split("=", 1)[0]
-      parent, _, leaf = key.rpartition(".")
-      out[key] = subsection(config, parent)[leaf]
-  return out
+  for part in filter(None, parent.split(".")):
+    node = node.get(part) if isinstance(node, ml_collections.ConfigDict) else None
+  if not isinstance(node, ml_collections.ConfigDict) or leaf not in node:
+    allowed = (", ".join(sorted(node.keys())) if isinstance(
+        node, ml_collections.ConfigDict) else f"none: no section {parent!r}")
+    raise ConfigError(f"{what} names no config key; keys allowed under "
+                      f"config{'.' + parent if parent else ''}: {allowed}.")
+  return node, leaf
 
 
 def section(name: str, table: dict[str, type], where: str, **overrides: Any

@@ -1,36 +1,14 @@
-"""The report of a sweep: DIR/results.jsonl, DIR/report.md, DIR/report.json, plots.
+"""The report of a sweep, built from its trial directories alone:
+DIR/results.jsonl (a row per trial), DIR/report.json, DIR/report.md and plots.
 
-Built from the trial directories alone (DIR/<trial>/trial.json, written by the
-runner before training, and the run's config.json and summary.json): one line
-per trial in results.jsonl, and a trial whose group ended without a final
-summary is listed as failed with its group's log named.
-
-For each task, the headline metric against the sweep's axis (the override the
-experiment names as `SWEEP_AXIS` beside `get_sweep`, e.g. `arg.length`; never
-guessed) with one line per architecture. At each point the learning rate is
-chosen on the validation stream (the `final` eval metrics of summary.json,
-averaged over seeds) and the number reported is the test stream's (`test`) for
-that learning rate: mean, min and max over seeds. Values are ranked by
-`seqjax.scores` in the `mode` each run recorded: a diverged trial or a value
-that is not finite scores the worst; learning rates tied on validation are
-listed beside the one chosen (the smallest, the first a sweep tries). The chance
-level and the task's informed baselines (`baselines` of the summaries) are
-drawn. Beside it, what training cost: step time (1 / steps per second) and the
-compiled step's temporary memory, per trial: a trial that trained in a group of
-N shares the group's step, so both are the group's divided by N (amortised);
-and peak memory. A task with extra test sets (`eval_sets`, logged as
-`test_<name>`: induction heads at longer lengths, flip-flop's sparse and dense
-sets) gets a second table and plot: the headline metric on each extra set, for
-the learning rate chosen on the validation stream.
-
-A sweep whose experiment names no axis (models x learning rates x seeds) gets
-its table without the line plots, and report.md says so; points whose axis
-value is not a number are left out of the plots, and report.md says so too. Any
-other override that is not a training setting or the seed (a width, say) is
-part of the point (`setting`): trials that differ in it are never averaged
-together, and the plots draw a line per model and setting. An override with the
-same value in every trial of a task (`arg.task` in a sweep over tasks) is left
-out of the labels.
+For each task, the headline metric against the sweep's `SWEEP_AXIS` (never
+guessed), a line per model and setting: at each point the learning rate is
+chosen on the validation stream and the test stream's metric is reported (mean,
+min and max over seeds), ranked by `seqjax.scores` in the mode each run
+recorded, beside the chance level, the task's baselines and what training cost
+per trial; then the extra test sets, and the trials without a result with their
+group's log. docs/architecture.md ("Sweeps, trial groups and reports") tells
+the rules in full.
 """
 
 import collections

@@ -10,7 +10,7 @@
 
 import json
 import os
-import tempfile
+import uuid
 
 import ml_collections
 
@@ -92,26 +92,13 @@ def write_json(path: str, obj) -> None:
 
 
 def write_text(path: str, text: str) -> None:
-  """Writes `text` to `path` atomically (a reader never sees half a file), with
-  the permissions the process's umask gives."""
-  directory = os.path.dirname(os.path.abspath(path))
-  with tempfile.NamedTemporaryFile("w", dir=directory, delete=False,
-                                   suffix=".tmp") as f:
+  """Writes `text` to `path` atomically (a reader never sees half a file): to a
+  new file beside it, created with the permissions the umask gives, then
+  renamed over it."""
+  tmp = f"{path}.{uuid.uuid4().hex}.tmp"
+  with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), "w") as f:
     f.write(text)
-  os.chmod(f.name, 0o666 & ~_umask())
-  os.replace(f.name, path)
-
-
-def _umask() -> int:
-  """The process's umask, read without changing it where Linux shows it (the
-  sweep runner writes from several threads), else by setting and restoring it."""
-  try:
-    with open("/proc/self/status") as f:
-      return int(next(line.split()[1] for line in f if line.startswith("Umask:")), 8)
-  except (OSError, StopIteration):
-    mask = os.umask(0o077)
-    os.umask(mask)
-    return mask
+  os.replace(tmp, path)
 
 
 def read_json(path: str):

@@ -1,34 +1,19 @@
 """Sweeps: a grid of trials beside an experiment's config, run resumably.
 
-An experiment file may define `get_sweep(arg)` returning a list of override
-dicts, built with `values`, `product`, `zipped` and `chain`:
+An experiment file defines `get_sweep(arg)`, a list of override dicts built with
+`values`, `product`, `zipped` and `chain`, and may name the report's x-axis:
 
+  SWEEP_AXIS = "arg.length"
   def get_sweep(arg):
     return sweep.product(sweep.values("arg.model", ["lstm", "gru"]),
-                         sweep.values("train.learning_rate", [1e-3, 3e-3]),
+                         sweep.values("arg.length", [50, 100]),
                          sweep.values("train.seed", [0, 1]))
 
-Override keys: `arg.NAME` sets NAME in `get_config`'s argument (so the
-experiment itself builds, say, the model section of each architecture);
-`SECTION.KEY` sets a config value afterwards.
-
-Trials whose configs differ only in values that do not change the compiled
-program (`experiment.GROUPABLE`: seed, learning rate, weight decay, clipping,
-warmup) train together as one group: one process, one vmapped program
-(`train.train_trials`), up to `group_size` trials. Each trial still runs in
-DIR/<trial name>/ with the files of a single run. Groups run in their own
-processes, `jobs` at a time on disjoint cores (or GPUs); a crash of one never
-stops the others, and a group's process dies with the runner. Rerunning the
-command skips finished (completed or diverged) trials, resumes interrupted
-ones from their checkpoints and retries failed ones; each trial's workdir lock
-(`run_lock`) keeps two processes off the same trial. The trial directory is the
-only record: the runner writes DIR/<trial>/trial.json (its overrides, the
-sweep's axis, its group's log) before training, the run writes the rest, and
-the report builds DIR/results.jsonl from them. An experiment names its sweep's
-x-axis beside `get_sweep` (`SWEEP_AXIS = "arg.length"`); the report plots
-against it, never a guess. Compiled programs are cached in DIR/.jax_cache (JAX's
-persistent compilation cache; JAX_COMPILATION_CACHE_DIR overrides it), so a
-rerun does not compile again.
+`arg.NAME` sets NAME in `get_config`'s argument, `SECTION.KEY` a config value
+afterwards. Trials that share a compiled program train as one group in a
+process of their own (`train.train_trials`), `jobs` groups at a time; each trial
+keeps its directory, DIR/<trial>/, as its only record. docs/architecture.md
+("Sweeps, trial groups and reports") tells the whole design.
 """
 
 import concurrent.futures
@@ -124,24 +109,16 @@ def trial_config(module, arg: str | None, overrides: dict
                if k.startswith("arg.")})
   config = configs.get_config(module, ",".join(f"{k}={v}" for k, v in args.items()))
   for key, value in overrides.items():
-    if key.startswith("arg."):
-      continue
-    parent, _, leaf = key.rpartition(".")
-    node = configs.subsection(config, parent)
-    if node is None:
-      raise ConfigError(f"Sweep override {key!r}: the config has no section "
-                        f"{parent!r}.")
-    if leaf not in node:
-      raise ConfigError(f"Sweep override {key!r} names no config key; keys under "
-                        f"{parent}: {', '.join(sorted(node.keys()))}.")
-    try:
-      node[leaf] = value
-    except TypeError:  # ConfigDict keeps each field's type
-      raise ConfigError(
-          f"Sweep override {key}={value!r} has the wrong type: {key} is a "
-          f"{type(node[leaf]).__name__} ({node[leaf]!r} by default); give one "
-          f"{type(node[leaf]).__name__} per trial (a list of values is a grid: "
-          "sweep.values).") from None
+    if not key.startswith("arg."):
+      node, leaf = configs.find_key(config, key, f"Sweep override {key!r}")
+      try:
+        node[leaf] = value
+      except TypeError:  # ConfigDict keeps each field's type
+        raise ConfigError(
+            f"Sweep override {key}={value!r} has the wrong type: {key} is a "
+            f"{type(node[leaf]).__name__} ({node[leaf]!r} by default); give one "
+            f"{type(node[leaf]).__name__} per trial (a list of values is a "
+            "grid: sweep.values).") from None
   return config
 
 

@@ -52,17 +52,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
 def train_trials(configs_: list, workdirs: list[str], progress: bool = False
                  ) -> list[dict]:
   """Trains runs whose configs differ only in `experiment.GROUPABLE` train keys
-  (seed, learning rate, ...) as one program, each in its own workdir with the
-  files of a single run. Returns their summaries.
+  as one program, each in its own workdir with the files of a single run, and
+  computing what it would alone (to float32 rounding); returns the summaries.
 
-  Parameters and optimizer state carry a leading run axis and the steps are
-  vmapped over it; each run keeps its own keys, data and hyperparameters, so it
-  computes what a run of its config alone computes (to float32 rounding). A run
-  that diverges, or is solved (`train.stop_when_solved`), is frozen and recorded
-  while the others train on. Finished runs are skipped; runs whose workdir
-  another live process holds are skipped with status `held`. Each run's lock is
-  taken before anything is compiled, and released (with the directories it
-  created) when the group is refused.
+  Finished runs are skipped; a run another live process holds is `held`. The
+  locks are taken before anything is compiled and released, with the
+  directories made for them, when the group is refused.
   """
   exps = [experiment.build(c) for c in configs_]
   if len({program_key(c) for c in configs_}) > 1:

@@ -423,14 +423,6 @@ def test_command_line_overrides_apply_to_every_trial_after_its_own():
     sweep.expand(TINY_SWEEP, None, {"model.widht": 4})
 
 
-def test_overrides_are_read_from_argv_with_the_parsed_values():
-  config = ml_collections.ConfigDict({"model": {"width": 16}, "train": {"lr": 0.5}})
-  argv = ["launch.py", "--config=x.py", "--config.model.width=16",
-          "--config.train.lr=0.5", "--mode=sweep"]
-  assert configs.overrides_from_argv(argv, config) == {"model.width": 16,
-                                                       "train.lr": 0.5}
-
-
 @pytest.mark.slow
 def test_launch_sweep_applies_command_line_overrides(tmp_path):
   import subprocess, sys  # pylint: disable=import-outside-toplevel,multiple-imports
