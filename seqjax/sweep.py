@@ -213,6 +213,14 @@ def outcome(trial_dir: str) -> tuple[str, dict]:
           summary)
 
 
+def usable_cores() -> list[int]:
+  """The CPU cores this process may run on; every core where the system does
+  not say (macOS has no sched_getaffinity; a group is then not pinned)."""
+  if hasattr(os, "sched_getaffinity"):
+    return sorted(os.sched_getaffinity(0))
+  return list(range(os.cpu_count() or 1))
+
+
 class Runner:
   """Runs groups in child processes and keeps the counts; stops them all on
   SIGINT or SIGTERM (they checkpoint and record `interrupted`)."""
@@ -225,7 +233,7 @@ class Runner:
     # The slots of groups not running: disjoint sets of CPU cores
     # (sched_setaffinity), and of CUDA_VISIBLE_DEVICES if set.
     self.free = queue.Queue()
-    cores = sorted(os.sched_getaffinity(0))
+    cores = self.cores = usable_cores()
     gpus = [g for g in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if g]
     part = lambda xs, i: xs[i * len(xs) // jobs:(i + 1) * len(xs) // jobs] or xs
     for i in range(jobs):
@@ -241,7 +249,7 @@ class Runner:
     call from several threads at once (a search that decides its trials as it
     goes): every group waits for a free slot."""
     os.makedirs(self.workdir, exist_ok=True)
-    cores = len(os.sched_getaffinity(0))
+    cores = len(self.cores)
     if not self.total and cores // self.jobs > 1 and not parallel.has_accelerator():
       print(f"[sweep] each group gets {cores // self.jobs} cores, but XLA:CPU's "
             "Eigen runs on one thread in a group (multi-threaded, it can hang a "
@@ -430,7 +438,8 @@ def _main() -> int:
   logging.set_verbosity(logging.WARNING)
   job = json.load(sys.stdin)
   _die_with_parent(job["parent"])
-  os.sched_setaffinity(0, job["cores"])  # this group's share of the machine
+  if hasattr(os, "sched_setaffinity"):  # Linux: this group's share of the machine
+    os.sched_setaffinity(0, job["cores"])
   jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
   summaries = train.train_trials(
       [ml_collections.ConfigDict(c) for c in job["configs"]], job["workdirs"],

@@ -147,6 +147,15 @@ def test_time_left_counts_only_the_trials_still_to_train():
   assert "about 2 s left" in out.getvalue()
 
 
+def test_slots_split_every_core_where_the_system_gives_no_affinity(monkeypatch):
+  """macOS has no sched_getaffinity: the runner's slots split os.cpu_count()."""
+  monkeypatch.delattr(sweep.os, "sched_getaffinity")
+  monkeypatch.setattr(sweep.os, "cpu_count", lambda: 4)
+  runner = sweep.Runner("/nonexistent", 2, io.StringIO())
+  slots = [runner.free.get()["cores"] for _ in range(2)]
+  assert slots == [[0, 1], [2, 3]]
+
+
 @pytest.mark.slow  # a sweep
 def test_a_group_runs_single_threaded_eigen_even_with_several_cores(
     tmp_path, monkeypatch):
