@@ -116,18 +116,20 @@ def check_command_line(argv: list[str]) -> None:
 
 
 def find_key(config: ml_collections.ConfigDict, key: str, what: str) -> tuple:
-  """(section, leaf) of the dotted `key` ("model.width") in `config`; a
-  ConfigError saying that `what` names no config key, and the keys allowed."""
-  parent, _, leaf = key.rpartition(".")
-  node = config
-  for part in filter(None, parent.split(".")):
-    node = node.get(part) if isinstance(node, ml_collections.ConfigDict) else None
-  if not isinstance(node, ml_collections.ConfigDict) or leaf not in node:
-    allowed = (", ".join(sorted(node.keys())) if isinstance(
-        node, ml_collections.ConfigDict) else f"none: no section {parent!r}")
-    raise ConfigError(f"{what} names no config key; keys allowed under "
-                      f"config{'.' + parent if parent else ''}: {allowed}.")
-  return node, leaf
+  """(section, leaf) of the dotted `key` ("model.width") in `config`; else a
+  ConfigError saying that `what` names no config key, with the keys of the
+  deepest section of `key` that exists."""
+  *parents, leaf = key.split(".")
+  node, where = config, "config"
+  for part in parents:
+    if not isinstance(node.get(part), ml_collections.ConfigDict):
+      break
+    node, where = node[part], f"{where}.{part}"
+  else:
+    if leaf in node:
+      return node, leaf
+  raise ConfigError(f"{what} names no config key; keys allowed under {where}: "
+                    f"{', '.join(sorted(node.keys()))}.")
 
 
 def section(name: str, table: dict[str, type], where: str, **overrides: Any
